@@ -1,0 +1,87 @@
+//! Gate overhead per request vs dockerd's socket directly, same run:
+//! `cargo bench -p hull-gate --bench overhead` (iterations from
+//! `HULL_BENCH_ITERATIONS`, default 1000).
+//!
+//! Two engines: the real dockerd (host tier: root and docker.io, else
+//! skipped), where a create costs tens of milliseconds with several of
+//! jitter, and a fake engine answering at once, which isolates the gate's
+//! own cost (policy parse, re-serialisation, proxying). Prints one JSON
+//! object per figure on stdout and writes them all to
+//! `target/bench/gate-overhead.json`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use hull_gate::bench::{measure, standard_probes, Figures};
+
+fn run(
+    rt: &tokio::runtime::Runtime,
+    engine: &std::path::Path,
+    gate: &std::path::Path,
+    label: &str,
+    n: usize,
+    all: &mut Vec<(String, Figures)>,
+) {
+    for probe in standard_probes() {
+        let f = rt
+            .block_on(measure(engine, gate, &probe, n))
+            .expect("measurement");
+        eprintln!(
+            "[bench] {label:<8} {:<26} direct p50 {:.3} ms p90 {:.3} ms | gate p50 {:.3} ms p90 {:.3} ms | added p50 {:+.3} ms p90 {:+.3} ms (n={})",
+            f.name, f.direct_p50_ms, f.direct_p90_ms, f.gate_p50_ms, f.gate_p90_ms, f.added_p50_ms, f.added_p90_ms, f.iterations
+        );
+        let mut v = serde_json::to_value(&f).expect("json");
+        v["engine"] = serde_json::Value::from(label);
+        println!("{v}");
+        all.push((label.to_string(), f));
+    }
+}
+
+fn main() {
+    let n: usize = std::env::var("HULL_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut all = Vec::new();
+
+    let dir = tempfile::Builder::new()
+        .prefix("hgt-bench-fake-")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let fake_sock = dir.path().join("engine.sock");
+    let _log = common::fake::spawn(&fake_sock);
+    let fake_gate = common::GateProc::start(
+        dir.path(),
+        1,
+        &fake_sock,
+        &hull_policy::Effective::default(),
+    );
+    run(&rt, &fake_sock, &fake_gate.sock, "fake", n, &mut all);
+    drop(fake_gate);
+
+    if let Some(mut env) = common::Env::start("bench", false) {
+        let settings = env.settings();
+        let gate = env.gate(&settings);
+        run(&rt, &env.engine_sock, &gate.sock, "dockerd", n, &mut all);
+    }
+
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    if std::fs::create_dir_all(&out).is_ok() {
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(label, f)| {
+                let mut v = serde_json::to_value(f).expect("json");
+                v["engine"] = serde_json::Value::from(label.as_str());
+                v
+            })
+            .collect();
+        let _ = std::fs::write(
+            out.join("gate-overhead.json"),
+            serde_json::to_string_pretty(&v).expect("json"),
+        );
+    }
+}

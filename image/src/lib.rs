@@ -1,0 +1,101 @@
+//! hull-image: the VM image, from a TOML manifest to a read-only erofs root.
+//!
+//! The steps, each its own module: [`manifest`] (what to build), [`rootfs`]
+//! (Debian root from mmdebstrap, cached by content hash), [`stage`] (unpack,
+//! strip, add hull's files), [`pack`] (erofs + qcow2), [`report`] (sizes).
+
+pub mod manifest;
+pub mod pack;
+pub mod report;
+pub mod rootfs;
+pub mod stage;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use manifest::Manifest;
+pub use report::Report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Everything one image build needs.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub manifest: PathBuf,
+    /// The kernel to ship beside the root (bzImage).
+    pub kernel: PathBuf,
+    /// Folder holding the cargo binaries that `binary =` entries name.
+    pub bin_dir: PathBuf,
+    /// Output folder: vmlinuz, root.erofs, root.qcow2, image.json.
+    pub out: PathBuf,
+    /// Cache folder for rootfs tarballs (`<cache>/rootfs/<hash>.tar`).
+    pub cache: PathBuf,
+    /// Build the rootfs afresh even when a cached one exists.
+    pub fresh_rootfs: bool,
+}
+
+/// Builds the image and returns its size report.
+pub fn build(inputs: &Inputs) -> Result<Report> {
+    let manifest = Manifest::load(&inputs.manifest)?;
+    let base = inputs
+        .manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let tar = rootfs::ensure(&manifest, &inputs.cache, inputs.fresh_rootfs)?;
+    fs::create_dir_all(&inputs.out).map_err(io_err(&inputs.out))?;
+    let stage_dir = inputs.out.join(".stage");
+    let staged = stage::prepare(&manifest, &base, &tar, &inputs.bin_dir, &stage_dir)?;
+    let packed = pack::pack(&manifest, &stage_dir, &inputs.kernel, &inputs.out);
+    let report = packed.and_then(|p| report::make(&manifest, &staged, &p, &tar));
+    // The staged tree is only an intermediate; keep the disk clean either way.
+    let _ = fs::remove_dir_all(&stage_dir);
+    let report = report?;
+    report.write(&inputs.out.join("image.json"))?;
+    Ok(report)
+}
+
+/// Runs a command, turning a failure into an error that names it and shows its stderr.
+pub(crate) fn run(cmd: &mut std::process::Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| Error::Command {
+        command: shown.clone(),
+        detail: e.to_string(),
+    })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(20).collect();
+        return Err(Error::Command {
+            command: shown,
+            detail: format!(
+                "{}\n{}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,295 @@
+//! The image manifest (`image/manifest.toml`): what goes into the VM root.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::{io_err, Error, Result};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub image: ImageCfg,
+    pub debian: Debian,
+    #[serde(default)]
+    pub strip: Strip,
+    #[serde(default, rename = "file")]
+    pub files: Vec<FileEntry>,
+    #[serde(default, rename = "symlink")]
+    pub symlinks: Vec<Symlink>,
+    #[serde(default, rename = "dir")]
+    pub dirs: Vec<DirEntry>,
+    #[serde(default, rename = "move")]
+    pub moves: Vec<MoveEntry>,
+}
+
+/// A file of the Debian root moved aside (e.g. runc, kept only as a
+/// benchmark reference while its name points at hull-runtime).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveEntry {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageCfg {
+    pub source_date_epoch: u64,
+    pub filesystem_uuid: String,
+    #[serde(default = "default_compression")]
+    pub compression: String,
+}
+
+fn default_compression() -> String {
+    "lz4hc".into()
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debian {
+    pub suite: String,
+    pub mirror: String,
+    #[serde(default = "default_variant")]
+    pub variant: String,
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub dpkg_exclude: Vec<String>,
+    #[serde(default)]
+    pub dpkg_include: Vec<String>,
+}
+
+fn default_variant() -> String {
+    "minbase".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strip {
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub dest: String,
+    pub binary: Option<String>,
+    pub source: Option<PathBuf>,
+    pub content: Option<String>,
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "0644".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Symlink {
+    pub path: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirEntry {
+    pub path: String,
+    #[serde(default = "default_dir_mode")]
+    pub mode: String,
+}
+
+fn default_dir_mode() -> String {
+    "0755".into()
+}
+
+/// Where a file's bytes come from.
+pub enum Source<'a> {
+    Binary(&'a str),
+    Path(&'a Path),
+    Content(&'a str),
+}
+
+impl FileEntry {
+    pub fn source(&self) -> std::result::Result<Source<'_>, String> {
+        match (&self.binary, &self.source, &self.content) {
+            (Some(b), None, None) => Ok(Source::Binary(b)),
+            (None, Some(p), None) => Ok(Source::Path(p)),
+            (None, None, Some(c)) => Ok(Source::Content(c)),
+            _ => Err(format!(
+                "file {}: give exactly one of `binary`, `source`, `content`",
+                self.dest
+            )),
+        }
+    }
+}
+
+pub fn parse_mode(s: &str) -> std::result::Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!(
+            "mode {s:?} is not an octal permission like \"0755\""
+        )),
+    }
+}
+
+/// A path inside the image: absolute, no `..`, no empty or `.` components.
+pub fn check_dest(p: &str) -> std::result::Result<(), String> {
+    if !p.starts_with('/') || p == "/" {
+        return Err(format!("{p:?} must be an absolute path below /"));
+    }
+    if p[1..]
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(format!(
+            "{p:?} must not contain empty, `.` or `..` components"
+        ));
+    }
+    Ok(())
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        Self::parse(&text).map_err(|message| Error::Manifest {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.debian.packages.is_empty() {
+            return Err("[debian] packages is empty".into());
+        }
+        if !matches!(self.image.compression.as_str(), "lz4" | "lz4hc" | "none") {
+            return Err(format!(
+                "[image] compression {:?}: use lz4, lz4hc or none",
+                self.image.compression
+            ));
+        }
+        if self.image.filesystem_uuid.len() != 36 {
+            return Err(
+                "[image] filesystem_uuid must be a UUID like 68756c6c-0000-4000-8000-000000000001"
+                    .into(),
+            );
+        }
+        for f in &self.files {
+            check_dest(&f.dest)?;
+            f.source()?;
+            parse_mode(&f.mode).map_err(|e| format!("file {}: {e}", f.dest))?;
+        }
+        for s in &self.symlinks {
+            check_dest(&s.path)?;
+        }
+        for m in &self.moves {
+            check_dest(&m.from)?;
+            check_dest(&m.to)?;
+        }
+        for d in &self.dirs {
+            check_dest(&d.path)?;
+            parse_mode(&d.mode).map_err(|e| format!("dir {}: {e}", d.path))?;
+        }
+        for r in &self.strip.remove {
+            check_dest(r.trim_end_matches("/*"))?;
+        }
+        Ok(())
+    }
+
+    /// The hash that names the cached rootfs: everything mmdebstrap sees.
+    pub fn rootfs_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"hull-rootfs-recipe-1\0");
+        h.update(serde_json::to_vec(&self.debian).unwrap_or_default());
+        h.update(self.image.source_date_epoch.to_le_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// Cargo binaries the manifest asks for.
+    pub fn binaries(&self) -> Vec<&str> {
+        self.files
+            .iter()
+            .filter_map(|f| f.binary.as_deref())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[image]
+source_date_epoch = 1
+filesystem_uuid = "68756c6c-0000-4000-8000-000000000001"
+[debian]
+suite = "trixie"
+mirror = "http://deb.debian.org/debian"
+packages = ["docker.io"]
+"#;
+
+    #[test]
+    fn repo_manifest_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifest.toml");
+        let m = Manifest::load(&p).unwrap();
+        assert!(m.binaries().contains(&"hull-init"));
+        assert_eq!(m.debian.suite, "trixie");
+    }
+
+    #[test]
+    fn minimal_manifest_parses() {
+        let m = Manifest::parse(MIN).unwrap();
+        assert_eq!(m.debian.variant, "minbase");
+        assert_eq!(m.image.compression, "lz4hc");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = Manifest::parse(&format!("{MIN}\n[bogus]\nx=1\n")).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_destinations_are_refused() {
+        for d in ["etc/x", "/", "/etc/../x", "/etc//x", "/./x"] {
+            let t = format!("{MIN}\n[[file]]\ndest = {d:?}\ncontent = \"\"\n");
+            assert!(Manifest::parse(&t).is_err(), "{d} accepted");
+        }
+    }
+
+    #[test]
+    fn file_needs_exactly_one_source() {
+        let t = format!("{MIN}\n[[file]]\ndest = \"/x\"\ncontent = \"\"\nbinary = \"y\"\n");
+        assert!(Manifest::parse(&t).unwrap_err().contains("exactly one"));
+        let t = format!("{MIN}\n[[file]]\ndest = \"/x\"\n");
+        assert!(Manifest::parse(&t).is_err());
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("0755"), Ok(0o755));
+        assert_eq!(parse_mode("0o4755"), Ok(0o4755));
+        assert!(parse_mode("999").is_err());
+        assert!(parse_mode("77777").is_err());
+    }
+
+    #[test]
+    fn rootfs_hash_ignores_our_files_but_not_packages() {
+        let a = Manifest::parse(MIN).unwrap();
+        let b =
+            Manifest::parse(&format!("{MIN}\n[[file]]\ndest = \"/x\"\ncontent = \"\"\n")).unwrap();
+        assert_eq!(a.rootfs_hash(), b.rootfs_hash());
+        let c =
+            Manifest::parse(&MIN.replace("[\"docker.io\"]", "[\"docker.io\", \"crun\"]")).unwrap();
+        assert_ne!(a.rootfs_hash(), c.rootfs_hash());
+    }
+}

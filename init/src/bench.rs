@@ -1,0 +1,173 @@
+//! Measurements made from inside the VM for `cargo xtask bench`, so host-side
+//! figures can be compared with the same thing done locally in the same boot.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// `count` keep-alive `GET /_ping` round trips on dockerd's own socket.
+pub fn engine_ping(count: u32) -> Value {
+    let count = count.clamp(1, 10_000);
+    let mut s = match UnixStream::connect(crate::engine::DOCKER_SOCK) {
+        Ok(s) => s,
+        Err(e) => return json!({"error": format!("dockerd socket: {e}")}),
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
+    let mut us = Vec::with_capacity(count as usize);
+    let mut buf = [0u8; 1024];
+    for _ in 0..count {
+        let t = Instant::now();
+        if let Err(e) = s.write_all(req) {
+            return json!({"error": format!("write: {e}")});
+        }
+        // The reply is small and ends with the body "OK".
+        let mut got = Vec::new();
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return json!({"error": "dockerd closed the connection"}),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return json!({"error": format!("read: {e}")}),
+            }
+            if got.ends_with(b"OK") {
+                break;
+            }
+        }
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    json!({"ok": true, "us": us})
+}
+
+/// Listens on vsock `port` (a benchmark port, never the engine's or the
+/// control port) and runs `serve` on the first connection in a thread.
+fn serve_once(
+    port: u32,
+    name: &str,
+    serve: impl FnOnce(crate::control::Conn) + Send + 'static,
+) -> Value {
+    if port <= 1024 || port == hull_channel::DOCKER_PORT {
+        return json!({"error": format!("port {port} is reserved")});
+    }
+    let listener = match crate::control::listen_vsock(port) {
+        Ok(l) => l,
+        Err(e) => return json!({"error": format!("vsock {port}: {e}")}),
+    };
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let Ok(fd) = nix::sys::socket::accept(listener.as_raw_fd()) else {
+                return;
+            };
+            // SAFETY: accept returned a new descriptor that nothing else owns.
+            serve(crate::control::Conn(unsafe {
+                std::os::fd::FromRawFd::from_raw_fd(fd)
+            }));
+        });
+    match spawned {
+        Ok(_) => json!({"ok": true}),
+        Err(e) => json!({"error": format!("thread: {e}")}),
+    }
+}
+
+/// Listens once on vsock `port`, reads exactly `bytes` bytes of payload
+/// (raw, or decoded from channel frames), then answers with the nanoseconds
+/// that took (8 raw bytes, big-endian).
+pub fn sink(port: u32, bytes: u64, framed: bool) -> Value {
+    serve_once(port, "bench-sink", move |mut conn| {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = bytes;
+        let mut start = None;
+        let mut dec = hull_channel::Decoder::new();
+        while left > 0 {
+            let n = match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            start.get_or_insert_with(Instant::now);
+            if !framed {
+                left = left.saturating_sub(n as u64);
+                continue;
+            }
+            dec.push(&buf[..n]);
+            loop {
+                // As the gate's reader does: the payload is used in place.
+                match dec.next_span() {
+                    Ok(Some(hull_channel::Span::Data(r))) => {
+                        left = left.saturating_sub(dec.payload(r).len() as u64)
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(_) => return,
+                }
+            }
+        }
+        let ns = start.map(|s| s.elapsed().as_nanos() as u64).unwrap_or(0);
+        let _ = conn.write_all(&ns.to_be_bytes());
+    })
+}
+
+/// Listens once on vsock `port` and echoes whatever arrives until the peer
+/// closes: the bare vsock round trip, for comparison with the channel's.
+pub fn echo(port: u32) -> Value {
+    serve_once(port, "bench-echo", |mut conn| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// hull-runtime vs the reference runtimes (runc, crun) on one tiny bundle,
+/// run by a helper process; its JSON report comes back as the answer.
+pub fn runtimes(iterations: u32, trace: bool) -> Value {
+    let hull = std::iter::once("/usr/bin/hull-runtime")
+        .chain(crate::engine::RUNTIME_ARGS.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = std::process::Command::new("/usr/lib/hull/hull-runtime-bench");
+    cmd.arg("--iterations")
+        .arg(iterations.clamp(1, 200).to_string())
+        .arg("--runtime")
+        .arg(format!("hull={hull}"))
+        // The same runtime without the guard, to show the guard's share.
+        .arg("--runtime")
+        .arg("hull-unguarded=/usr/bin/hull-runtime,--guard,none")
+        .arg("--runtime")
+        .arg("runc=/usr/lib/hull/reference/runc")
+        .arg("--runtime")
+        .arg("crun=/usr/bin/crun")
+        .args(
+            trace
+                .then_some(["--runtime", "hull-trace=/usr/bin/hull-runtime,--debug"])
+                .into_iter()
+                .flatten(),
+        )
+        .env_clear()
+        .env("PATH", crate::services::PATH_ENV)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // Read its output to the end instead of waiting: init's reaper owns
+    // every exit status.
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return json!({"error": format!("hull-runtime-bench: {e}")}),
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    match serde_json::from_str::<Value>(out.trim()) {
+        Ok(v) => v,
+        Err(_) => json!({"error": format!("hull-runtime-bench failed: {}", err.trim())}),
+    }
+}

@@ -1,0 +1,254 @@
+//! The control port: vsock 1024, reachable from the host only (containers
+//! have no AF_VSOCK). One JSON request per connection, in a channel data
+//! frame; replies are data frames (one JSON object, or log text for `logs`).
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::mpsc::{self, Sender};
+use std::time::Duration;
+
+use hull_channel::sync::{write_frame, write_hello, FrameReader};
+use hull_channel::Frame;
+use nix::sys::socket::{
+    accept, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, VsockAddr,
+};
+use serde::Deserialize;
+
+use crate::logs;
+use crate::supervisor::Event;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    Logs {
+        name: String,
+        #[serde(default)]
+        follow: bool,
+    },
+    Shutdown,
+    /// Digests and values the escape suite compares before and after.
+    Integrity,
+    /// Sockets listening in the VM's own network namespace.
+    Listening,
+    /// Signals a service's main process (the host is trusted; containers
+    /// cannot reach this port).
+    Kill {
+        service: String,
+        signal: String,
+    },
+    /// Benchmark: round trips on dockerd's socket from inside the VM.
+    EnginePing {
+        count: u32,
+    },
+    /// Benchmark: a one-shot vsock sink on `port` for `bytes` bytes (raw,
+    /// or as channel frames when `framed`).
+    Sink {
+        port: u32,
+        bytes: u64,
+        #[serde(default)]
+        framed: bool,
+    },
+    /// Benchmark: a one-shot vsock echo on `port`.
+    Echo {
+        port: u32,
+    },
+    /// Benchmark: hull-runtime vs runc vs crun, create to delete.
+    BenchRuntimes {
+        iterations: u32,
+        /// Also run hull-runtime with `--debug` and return its stage log.
+        #[serde(default)]
+        trace: bool,
+    },
+}
+
+/// A connected vsock stream.
+pub struct Conn(pub OwnedFd);
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::unistd::read(self.0.as_raw_fd(), buf).map_err(io::Error::from)
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        nix::unistd::write(&self.0, buf).map_err(io::Error::from)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn listen_vsock(port: u32) -> io::Result<OwnedFd> {
+    let fd = socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(fd.as_raw_fd(), &VsockAddr::new(libc::VMADDR_CID_ANY, port))?;
+    listen(&fd, Backlog::new(16).unwrap_or(Backlog::MAXCONN))?;
+    Ok(fd)
+}
+
+/// Accepts control connections forever, one thread each.
+pub fn serve(tx: Sender<Event>) {
+    let listener = match listen_vsock(hull_channel::CONTROL_PORT) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::error!("control port {}: {e}", hull_channel::CONTROL_PORT);
+            return;
+        }
+    };
+    crate::info!(
+        "control port listening on vsock {}",
+        hull_channel::CONTROL_PORT
+    );
+    let spawned = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || loop {
+            match accept(listener.as_raw_fd()) {
+                Ok(fd) => {
+                    // SAFETY: accept returned a new descriptor that nothing else owns.
+                    let conn = Conn(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) });
+                    let tx = tx.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("control-conn".into())
+                        .spawn(move || {
+                            if let Err(e) = handle(conn, tx) {
+                                crate::debug!("control connection: {e}");
+                            }
+                        });
+                }
+                Err(e) => {
+                    crate::warn!("control accept: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        crate::error!("cannot start the control thread: {e}");
+    }
+}
+
+fn reply_json(w: &mut Conn, v: &serde_json::Value) -> io::Result<()> {
+    let text = serde_json::to_vec(v).unwrap_or_default();
+    write_frame(w, &Frame::Data(text))?;
+    write_frame(w, &Frame::Close)
+}
+
+fn handle(conn: Conn, tx: Sender<Event>) -> io::Result<()> {
+    let fd2 = conn.0.try_clone()?;
+    let mut w = Conn(fd2);
+    write_hello(&mut w)?;
+    let mut r = FrameReader::new(conn);
+    let Some(Frame::Data(req)) = r.next_frame()? else {
+        return Ok(());
+    };
+    let req: Request = match serde_json::from_slice(&req) {
+        Ok(r) => r,
+        Err(e) => {
+            return reply_json(
+                &mut w,
+                &serde_json::json!({"error": format!("bad request: {e}")}),
+            )
+        }
+    };
+    match req {
+        Request::Logs { name, follow } => send_logs(&mut w, r.get_mut(), &name, follow),
+        // Measurements run here, not in the supervisor's loop.
+        Request::EnginePing { count } => reply_json(&mut w, &crate::bench::engine_ping(count)),
+        Request::Sink {
+            port,
+            bytes,
+            framed,
+        } => reply_json(&mut w, &crate::bench::sink(port, bytes, framed)),
+        Request::Echo { port } => reply_json(&mut w, &crate::bench::echo(port)),
+        Request::BenchRuntimes { iterations, trace } => {
+            reply_json(&mut w, &crate::bench::runtimes(iterations, trace))
+        }
+        other => {
+            let (rtx, rrx) = mpsc::channel();
+            if tx.send(Event::Control(other, rtx)).is_err() {
+                return reply_json(&mut w, &serde_json::json!({"error": "init is stopping"}));
+            }
+            let v = rrx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| serde_json::json!({"error": "init did not answer"}));
+            reply_json(&mut w, &v)
+        }
+    }
+}
+
+fn send_logs(w: &mut Conn, peer: &mut Conn, name: &str, follow: bool) -> io::Result<()> {
+    if !logs::valid_name(name) {
+        return reply_json(
+            w,
+            &serde_json::json!({"error": format!("bad log name {name:?}")}),
+        );
+    }
+    let path = if name == "audit" {
+        std::path::PathBuf::from(logs::DIR).join("audit.jsonl")
+    } else {
+        logs::path(name)
+    };
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            return reply_json(
+                w,
+                &serde_json::json!({"error": format!("no log {name:?}: {e}")}),
+            )
+        }
+    };
+    // The first frame tells the client that log text follows.
+    write_frame(w, &Frame::Data(b"{\"ok\":true}".to_vec()))?;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut pos = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n > 0 {
+            pos += n as u64;
+            write_frame(w, &Frame::Data(buf[..n].to_vec()))?;
+            continue;
+        }
+        if !follow {
+            break;
+        }
+        if peer_gone(peer) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        // Rotation: the file we hold was renamed away; follow the new one.
+        let len_now = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len_now < pos {
+            if let Ok(nf) = std::fs::File::open(&path) {
+                f = nf;
+                pos = 0;
+            }
+        } else {
+            f.seek(SeekFrom::Start(pos))?;
+        }
+    }
+    write_frame(w, &Frame::Close)
+}
+
+/// Whether the host closed its end (the backend turns any close into EOF).
+fn peer_gone(peer: &mut Conn) -> bool {
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&peer.0),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => {
+            // Readable or hung up: a close frame or EOF; either way the
+            // client is done with this request.
+            let mut b = [0u8; 64];
+            let _ = peer.read(&mut b);
+            true
+        }
+        Err(_) => true,
+    }
+}

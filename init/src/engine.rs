@@ -1,0 +1,116 @@
+//! dockerd's configuration, written to /run at boot (the root is read-only).
+
+use serde_json::json;
+
+pub const DAEMON_JSON: &str = "/run/hull/daemon.json";
+/// What dockerd passes to hull-runtime on every call: nothing, so its
+/// fail-closed default holds (`--guard required`: no hull-guard, no
+/// container). containerd's shim gives the runtime a clean environment, so
+/// any setting would have to be an argument here.
+#[cfg(not(feature = "weakened-no-guard"))]
+pub const RUNTIME_ARGS: &[&str] = &[];
+/// The deliberately weakened build (`cargo xtask image --weakened`): the
+/// mount family is not trapped, so the escape suite can show what the guard
+/// stops. Never shipped.
+#[cfg(feature = "weakened-no-guard")]
+pub const RUNTIME_ARGS: &[&str] = &["--guard", "none"];
+/// Whether this init belongs to the weakened build (reported in `status`).
+pub const WEAKENED: bool = cfg!(feature = "weakened-no-guard");
+/// The user's Docker Engine settings from the host (checked again here).
+pub const USER_FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/dev.hull/engine/raw";
+/// dockerd's own socket: inside the root-only /run/hull, reachable by the gate only.
+pub const DOCKER_SOCK: &str = "/run/hull/docker.sock";
+
+/// The user's engine settings, if the host sent any: `Ok(None)` when there
+/// are none, an error (shown in `hull status`, settings ignored) when they
+/// do not pass hull-policy's check.
+pub fn user_settings() -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(USER_FW_CFG) else {
+        return Ok(None);
+    };
+    let mut raw = Vec::new();
+    f.take(256 * 1024)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("{USER_FW_CFG}: {e}"))?;
+    hull_policy::parse_engine(&raw)
+        .map(Some)
+        .map_err(|e| format!("engine settings from the host: {e}"))
+}
+
+/// `runtime_path` None means Docker's built-in `runc` (which may itself be
+/// hull-runtime installed under that name). `runtime_args` are passed to
+/// the runtime on every call.
+pub fn daemon_json(
+    runtime_name: &str,
+    runtime_path: Option<&str>,
+    runtime_args: &[&str],
+    user: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> String {
+    let mut v = json!({
+        "hosts": [format!("unix://{DOCKER_SOCK}")],
+        "group": "root",
+        "containerd": "/run/containerd/containerd.sock",
+        "data-root": "/var/lib/docker",
+        "exec-root": "/run/docker",
+        "pidfile": "/run/docker.pid",
+        "storage-driver": "overlay2",
+        "default-runtime": runtime_name,
+        "log-driver": "json-file",
+        "log-opts": { "max-size": "10m", "max-file": "3" },
+        // Containers get 5 s to stop at shutdown so the VM powers off promptly.
+        "shutdown-timeout": 5,
+        "features": { "buildkit": true },
+        // hull-runtime manages cgroupfs paths itself (no systemd in the VM)
+        // and gives every container its own cgroup namespace.
+        "exec-opts": ["native.cgroupdriver=cgroupfs"],
+        "default-cgroupns-mode": "private",
+        // BuildKit's entitlements travel inside gRPC, where the gate cannot
+        // see them: the engine itself must refuse them.
+        "builder": { "entitlements": { "network-host": false, "security-insecure": false } },
+    });
+    if let Some(path) = runtime_path {
+        v["runtimes"] = json!({ runtime_name: { "path": path, "runtimeArgs": runtime_args } });
+    }
+    if let (Some(obj), Some(user)) = (v.as_object_mut(), user) {
+        // hull-policy allows only keys that hull itself never sets.
+        for (k, val) in user {
+            obj.entry(k.clone()).or_insert_with(|| val.clone());
+        }
+    }
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_json_names_the_runtime() {
+        let v: serde_json::Value = serde_json::from_str(&daemon_json(
+            "hull",
+            Some("/usr/bin/hull-runtime"),
+            &["--guard-socket", "/x"],
+            None,
+        ))
+        .unwrap();
+        assert_eq!(v["default-runtime"], "hull");
+        assert_eq!(v["runtimes"]["hull"]["path"], "/usr/bin/hull-runtime");
+        assert_eq!(v["runtimes"]["hull"]["runtimeArgs"][1], "/x");
+        assert_eq!(v["builder"]["entitlements"]["network-host"], false);
+        assert_eq!(v["hosts"][0], "unix:///run/hull/docker.sock");
+        let r: serde_json::Value =
+            serde_json::from_str(&daemon_json("runc", None, &[], None)).unwrap();
+        assert!(r.get("runtimes").is_none());
+    }
+
+    #[test]
+    fn user_engine_settings_are_merged_but_never_override_hull() {
+        let user =
+            hull_policy::parse_engine(br#"{"insecure-registries": ["10.0.2.2:5000"]}"#).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&daemon_json("hull", Some("/x"), &[], Some(&user))).unwrap();
+        assert_eq!(v["insecure-registries"][0], "10.0.2.2:5000");
+        assert_eq!(v["default-runtime"], "hull");
+    }
+}

@@ -1,0 +1,400 @@
+//! hull-probe: one attempted escape per invocation, reported in one line.
+
+use std::ffi::CString;
+
+mod races;
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn name(e: i32) -> String {
+    match e {
+        libc::EPERM => "EPERM".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::ENOSYS => "ENOSYS".into(),
+        libc::EINVAL => "EINVAL".into(),
+        libc::EBUSY => "EBUSY".into(),
+        libc::ENOENT => "ENOENT".into(),
+        libc::EROFS => "EROFS".into(),
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT".into(),
+        libc::ENODEV => "ENODEV".into(),
+        libc::ENOTBLK => "ENOTBLK".into(),
+        libc::ESRCH => "ESRCH".into(),
+        libc::EBADF => "EBADF".into(),
+        libc::ENOEXEC => "ENOEXEC".into(),
+        libc::ECONNREFUSED => "ECONNREFUSED".into(),
+        libc::ETIMEDOUT => "ETIMEDOUT".into(),
+        libc::ENETUNREACH => "ENETUNREACH".into(),
+        e => format!("errno{e}"),
+    }
+}
+
+/// Reports a syscall result and turns it into the exit status.
+fn report(ret: i64, detail: &str) -> i32 {
+    if ret < 0 {
+        let e = errno();
+        println!("DENIED {} {detail}", name(e));
+        0
+    } else {
+        println!("ALLOWED {detail} (ret {ret})");
+        1
+    }
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+fn arg(args: &[String], i: usize) -> Option<&str> {
+    args.get(i).map(String::as_str)
+}
+
+fn mount(src: &str, target: &str, fstype: &str, flags: u64, data: &str) -> i64 {
+    let (s, t, f, d) = (c(src), c(target), c(fstype), c(data));
+    // SAFETY: all pointers are valid NUL-terminated strings for the call.
+    unsafe {
+        libc::mount(
+            if src.is_empty() {
+                std::ptr::null()
+            } else {
+                s.as_ptr()
+            },
+            t.as_ptr(),
+            if fstype.is_empty() {
+                std::ptr::null()
+            } else {
+                f.as_ptr()
+            },
+            flags,
+            if data.is_empty() {
+                std::ptr::null()
+            } else {
+                d.as_ptr().cast()
+            },
+        ) as i64
+    }
+}
+
+fn syscall6(nr: i64, a: [i64; 6]) -> i64 {
+    // SAFETY: the probe's whole purpose is to issue raw syscalls; arguments
+    // are either plain numbers or pointers to live buffers of this process.
+    unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+fn run(args: &[String]) -> i32 {
+    let Some(cmd) = arg(args, 1) else {
+        eprintln!("usage: hull-probe <test> [args]");
+        return 2;
+    };
+    match cmd {
+        "finit-module" => report(
+            syscall6(
+                libc::SYS_finit_module,
+                [0, c("").as_ptr() as i64, 0, 0, 0, 0],
+            ),
+            "finit_module",
+        ),
+        "init-module" => {
+            let img = [0u8; 64];
+            report(
+                syscall6(
+                    libc::SYS_init_module,
+                    [img.as_ptr() as i64, 64, c("").as_ptr() as i64, 0, 0, 0],
+                ),
+                "init_module",
+            )
+        }
+        "bpf-prog-list" => {
+            // BPF_PROG_GET_NEXT_ID: walks the VM's programs if allowed.
+            let mut attr = [0u32; 8];
+            report(
+                syscall6(libc::SYS_bpf, [11, attr.as_mut_ptr() as i64, 32, 0, 0, 0]),
+                "bpf(BPF_PROG_GET_NEXT_ID)",
+            )
+        }
+        "bpf-map-list" => {
+            let mut attr = [0u32; 8];
+            report(
+                syscall6(libc::SYS_bpf, [12, attr.as_mut_ptr() as i64, 32, 0, 0, 0]),
+                "bpf(BPF_MAP_GET_NEXT_ID)",
+            )
+        }
+        "vsock" => {
+            let cid: u32 = arg(args, 2).and_then(|v| v.parse().ok()).unwrap_or(2);
+            let port: u32 = arg(args, 3).and_then(|v| v.parse().ok()).unwrap_or(1024);
+            // SAFETY: plain socket(2).
+            let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) };
+            if fd < 0 {
+                return report(-1, "socket(AF_VSOCK)");
+            }
+            // The socket exists: that alone is the escape hatch; say so even
+            // if nothing answers on the other side.
+            println!("ALLOWED socket(AF_VSOCK) = {fd}");
+            let mut sa: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+            sa.svm_family = libc::AF_VSOCK as u16;
+            sa.svm_cid = cid;
+            sa.svm_port = port;
+            // SAFETY: sa is a valid sockaddr_vm of the size given.
+            let r = unsafe {
+                libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_vm).cast(),
+                    std::mem::size_of::<libc::sockaddr_vm>() as u32,
+                )
+            };
+            let _ = report(r as i64, &format!("connect(vsock {cid}:{port})"));
+            1
+        }
+        "mount" => {
+            // mount <src> <target> <fstype> [ro|rw|remount-rw|remount-ro|bind]
+            let (Some(src), Some(t), Some(ty)) = (arg(args, 2), arg(args, 3), arg(args, 4)) else {
+                return 2;
+            };
+            let flags = match arg(args, 5).unwrap_or("") {
+                "remount-rw" => libc::MS_REMOUNT,
+                "remount-ro" => libc::MS_REMOUNT | libc::MS_RDONLY,
+                "bind-remount-rw" => libc::MS_REMOUNT | libc::MS_BIND,
+                "bind" => libc::MS_BIND,
+                "rbind" => libc::MS_BIND | libc::MS_REC,
+                "ro" => libc::MS_RDONLY,
+                _ => 0,
+            };
+            report(
+                mount(
+                    if src == "-" { "" } else { src },
+                    t,
+                    if ty == "-" { "" } else { ty },
+                    flags,
+                    "",
+                ),
+                &format!("mount({src}, {t}, {ty})"),
+            )
+        }
+        "umount" => {
+            let Some(t) = arg(args, 2) else { return 2 };
+            let detach = arg(args, 3) == Some("detach");
+            // SAFETY: valid C string.
+            let r =
+                unsafe { libc::umount2(c(t).as_ptr(), if detach { libc::MNT_DETACH } else { 0 }) };
+            report(r as i64, &format!("umount2({t})"))
+        }
+        "mknod" => {
+            let (Some(p), Some(kind)) = (arg(args, 2), arg(args, 3)) else {
+                return 2;
+            };
+            let mode = if kind == "block" {
+                libc::S_IFBLK
+            } else {
+                libc::S_IFCHR
+            } | 0o600;
+            let major: u32 = arg(args, 4).and_then(|v| v.parse().ok()).unwrap_or(254);
+            let minor: u32 = arg(args, 5).and_then(|v| v.parse().ok()).unwrap_or(0);
+            // SAFETY: valid C string; makedev is pure.
+            let r = unsafe { libc::mknod(c(p).as_ptr(), mode, libc::makedev(major, minor)) };
+            report(r as i64, &format!("mknod({p}, {kind} {major}:{minor})"))
+        }
+        "sethostname" => {
+            let n = c("escaped");
+            // SAFETY: valid buffer of the given length.
+            report(
+                unsafe { libc::sethostname(n.as_ptr(), 7) } as i64,
+                "sethostname",
+            )
+        }
+        "settimeofday" => {
+            let tv = libc::timeval {
+                tv_sec: 1_000_000_000,
+                tv_usec: 0,
+            };
+            // SAFETY: valid timeval; null timezone.
+            report(
+                unsafe { libc::settimeofday(&tv, std::ptr::null()) } as i64,
+                "settimeofday",
+            )
+        }
+        "reboot" => {
+            // LINUX_REBOOT_CMD_CAD_OFF: harmless if it were allowed in the VM.
+            report(
+                syscall6(
+                    libc::SYS_reboot,
+                    [0xfee1dead_u32 as i64, 672274793, 0, 0, 0, 0],
+                ),
+                "reboot(CAD_OFF)",
+            )
+        }
+        "swapon" => report(
+            syscall6(
+                libc::SYS_swapon,
+                [c("/nonexistent").as_ptr() as i64, 0, 0, 0, 0, 0],
+            ),
+            "swapon",
+        ),
+        "kexec" => report(
+            syscall6(libc::SYS_kexec_load, [0, 0, 0, 0, 0, 0]),
+            "kexec_load",
+        ),
+        "open-tree" => {
+            // open_tree(AT_FDCWD, path, OPEN_TREE_CLONE|AT_RECURSIVE)
+            let Some(p) = arg(args, 2) else { return 2 };
+            report(
+                syscall6(
+                    libc::SYS_open_tree,
+                    [
+                        libc::AT_FDCWD as i64,
+                        c(p).as_ptr() as i64,
+                        1 | 0x8000,
+                        0,
+                        0,
+                        0,
+                    ],
+                ),
+                &format!("open_tree({p})"),
+            )
+        }
+        "fsopen" => {
+            let ty = arg(args, 2).unwrap_or("tmpfs");
+            report(
+                syscall6(libc::SYS_fsopen, [c(ty).as_ptr() as i64, 0, 0, 0, 0, 0]),
+                &format!("fsopen({ty})"),
+            )
+        }
+        "fspick" => {
+            let Some(p) = arg(args, 2) else { return 2 };
+            report(
+                syscall6(
+                    libc::SYS_fspick,
+                    [libc::AT_FDCWD as i64, c(p).as_ptr() as i64, 0, 0, 0, 0],
+                ),
+                &format!("fspick({p})"),
+            )
+        }
+        "mount-setattr-rw" => {
+            // Clear MOUNT_ATTR_RDONLY on an existing mount.
+            let Some(p) = arg(args, 2) else { return 2 };
+            let attr: [u64; 4] = [0, 1, 0, 0];
+            report(
+                syscall6(
+                    libc::SYS_mount_setattr,
+                    [
+                        libc::AT_FDCWD as i64,
+                        c(p).as_ptr() as i64,
+                        0,
+                        attr.as_ptr() as i64,
+                        32,
+                        0,
+                    ],
+                ),
+                &format!("mount_setattr({p}, clear RDONLY)"),
+            )
+        }
+        "ptrace" => {
+            let pid: i32 = arg(args, 2).and_then(|v| v.parse().ok()).unwrap_or(1);
+            // SAFETY: PTRACE_ATTACH takes no pointers.
+            report(
+                unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) },
+                &format!("ptrace(ATTACH {pid})"),
+            )
+        }
+        "kill" => {
+            let pid: i32 = arg(args, 2).and_then(|v| v.parse().ok()).unwrap_or(1);
+            // SAFETY: signal 0 only checks permission.
+            report(
+                unsafe { libc::kill(pid, 0) } as i64,
+                &format!("kill({pid}, 0)"),
+            )
+        }
+        "chdir-fd" => {
+            // CVE-2024-21626: is any inherited fd a directory outside our root?
+            let mut found = Vec::new();
+            for fd in 3..64 {
+                let link = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+                if let Ok(l) = link {
+                    found.push(format!("{fd}->{}", l.display()));
+                }
+            }
+            if found.is_empty() {
+                println!("DENIED none no inherited fds beyond stdio");
+                0
+            } else {
+                println!("ALLOWED inherited fds: {}", found.join(" "));
+                1
+            }
+        }
+        "http" => {
+            // http <unix socket> <METHOD> <target> [json body]: one raw
+            // request, the way a program in the container would talk to a
+            // mounted Docker socket. Prints the status line and the body.
+            let (Some(sock), Some(method), Some(target)) =
+                (arg(args, 2), arg(args, 3), arg(args, 4))
+            else {
+                return 2;
+            };
+            let body = arg(args, 5).unwrap_or("");
+            http(sock, method, target, body)
+        }
+        "toctou" => {
+            let (Some(mode), Some(n), Some(a), Some(b)) =
+                (arg(args, 2), arg(args, 3), arg(args, 4), arg(args, 5))
+            else {
+                eprintln!("usage: hull-probe toctou remount|umount N ALLOWED FORBIDDEN");
+                return 2;
+            };
+            races::toctou(mode, n.parse().unwrap_or(1000), a, b)
+        }
+        "exe-race" => {
+            let secs = arg(args, 2).and_then(|v| v.parse().ok()).unwrap_or(60);
+            races::exe_race(secs, arg(args, 3).unwrap_or("/tmp/stop"))
+        }
+        _ => {
+            eprintln!("unknown test {cmd}");
+            2
+        }
+    }
+}
+
+fn http(sock: &str, method: &str, target: &str, body: &str) -> i32 {
+    use std::io::{Read, Write};
+    let mut s = match std::os::unix::net::UnixStream::connect(sock) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("DENIED connect {sock}: {e}");
+            return 0;
+        }
+    };
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        println!("DENIED write");
+        return 0;
+    }
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp);
+    let status = text.lines().next().unwrap_or("").to_string();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let code: u32 = status
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let verdict = if (200..300).contains(&code) || code == 101 {
+        "ALLOWED"
+    } else {
+        "DENIED"
+    };
+    println!("{verdict} {status}");
+    println!("{body}");
+    if verdict == "ALLOWED" {
+        1
+    } else {
+        0
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    std::process::exit(run(&args));
+}

@@ -1,0 +1,12 @@
+//! hull's host side. The `hull` binary is a thin CLI over these modules.
+
+pub mod accel;
+pub mod control;
+pub mod daemon;
+pub mod home;
+pub mod hvsock;
+pub mod machine;
+pub mod ports;
+pub mod settings;
+pub mod state;
+pub mod tsc;

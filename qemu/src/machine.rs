@@ -1,0 +1,284 @@
+//! QEMU's command line for a hull VM. Pure: builds argv from a description,
+//! so it can be unit-tested and shared by `hull up` and the test harness.
+
+use std::path::PathBuf;
+
+use crate::accel::Accel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineKind {
+    /// virtio-mmio, no PCI, no firmware tables to speak of: boots ~1 s faster.
+    #[default]
+    Microvm,
+    /// The classic PC with virtio-pci, for when microvm misbehaves.
+    Pc,
+}
+
+#[derive(Debug, Clone)]
+pub enum Console {
+    /// Serial console appended to a file (the VM runs in the background).
+    File(PathBuf),
+    /// Serial console on QEMU's stdio (foreground runs and tests).
+    Stdio,
+}
+
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub kind: MachineKind,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub kernel: PathBuf,
+    /// The erofs root, attached read-only.
+    pub root: PathBuf,
+    /// The data disk (qcow2), mounted by init at /var/lib.
+    pub data: Option<PathBuf>,
+    /// vhost-user socket of a running vhost-device-vsock.
+    pub vsock: Option<PathBuf>,
+    /// File whose bytes reach the guest as fw_cfg `opt/dev.hull/settings`.
+    pub settings: Option<PathBuf>,
+    pub console: Console,
+    pub tsc_khz: u64,
+    /// QMP control socket (for forced stops and queries).
+    pub qmp: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    /// Host directories shared into the VM over 9p (tag `hullshare<i>`),
+    /// and the file that tells init which tag is which path.
+    pub shares: Vec<PathBuf>,
+    pub shares_map: Option<PathBuf>,
+    /// The user's Docker Engine settings (checked), for init to merge.
+    pub engine: Option<PathBuf>,
+    /// Extra kernel command-line words (`hull.*` keys for init).
+    pub cmdline: Vec<String>,
+}
+
+pub const SHARES_FW_CFG: &str = "opt/dev.hull/shares";
+pub const ENGINE_FW_CFG: &str = "opt/dev.hull/engine";
+
+/// The 9p mount tag of the `i`th shared directory.
+pub fn share_tag(i: usize) -> String {
+    format!("hullshare{i}")
+}
+
+pub const SETTINGS_FW_CFG: &str = "opt/dev.hull/settings";
+
+impl Machine {
+    pub fn kernel_cmdline(&self) -> String {
+        let mut c = vec![
+            "console=ttyS0".to_string(),
+            "root=/dev/vda".into(),
+            "rootfstype=erofs".into(),
+            "ro".into(),
+            "init=/sbin/hull-init".into(),
+            // A kernel panic ends QEMU (with -no-reboot) instead of hanging.
+            "panic=-1".into(),
+            "8250.nr_uarts=1".into(),
+            "loglevel=4".into(),
+        ];
+        if self.kind == MachineKind::Microvm || self.accel == Accel::Tcg {
+            // Without it a microvm guest hangs calibrating its TSC under TCG.
+            c.push(format!("tsc_early_khz={}", self.tsc_khz));
+        }
+        c.extend(self.cmdline.iter().cloned());
+        c.join(" ")
+    }
+
+    pub fn argv(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-no-reboot".into(),
+            "-display".into(),
+            "none".into(),
+        ];
+        let mem = self.memory_mib;
+        let (blk, net, rng, vsock, p9) = match self.kind {
+            MachineKind::Microvm => {
+                a.push("-M".into());
+                a.push("microvm,pit=off,pic=off,isa-serial=on,rtc=on,memory-backend=mem".into());
+                (
+                    "virtio-blk-device",
+                    "virtio-net-device",
+                    "virtio-rng-device",
+                    "vhost-user-vsock-device",
+                    "virtio-9p-device",
+                )
+            }
+            MachineKind::Pc => {
+                a.push("-M".into());
+                a.push("pc,memory-backend=mem".into());
+                (
+                    "virtio-blk-pci",
+                    "virtio-net-pci",
+                    "virtio-rng-pci",
+                    "vhost-user-vsock-pci",
+                    "virtio-9p-pci",
+                )
+            }
+        };
+        a.push("-accel".into());
+        a.push(self.accel.as_str().into());
+        a.push("-cpu".into());
+        a.push(match self.accel {
+            Accel::Kvm => "host".into(),
+            Accel::Tcg => "max".into(),
+        });
+        a.push("-smp".into());
+        a.push(self.cpus.to_string());
+        a.push("-m".into());
+        a.push(format!("{mem}M"));
+        // vhost-user needs guest memory the backend can map: a shared memfd.
+        a.push("-object".into());
+        a.push(format!("memory-backend-memfd,id=mem,size={mem}M,share=on"));
+        a.push("-kernel".into());
+        a.push(self.kernel.display().to_string());
+        a.push("-append".into());
+        a.push(self.kernel_cmdline());
+
+        a.push("-drive".into());
+        a.push(format!(
+            "id=root,file={},format=raw,if=none,readonly=on",
+            self.root.display()
+        ));
+        a.push("-device".into());
+        a.push(format!("{blk},drive=root,serial=hull-root"));
+        if let Some(d) = &self.data {
+            a.push("-drive".into());
+            a.push(format!(
+                "id=data,file={},format=qcow2,if=none,discard=unmap",
+                d.display()
+            ));
+            a.push("-device".into());
+            a.push(format!("{blk},drive=data,serial=hull-data"));
+        }
+        a.push("-netdev".into());
+        a.push("user,id=net0".into());
+        a.push("-device".into());
+        a.push(format!("{net},netdev=net0"));
+        a.push("-device".into());
+        a.push(rng.into());
+        if let Some(v) = &self.vsock {
+            a.push("-chardev".into());
+            a.push(format!("socket,id=vsock0,path={}", v.display()));
+            a.push("-device".into());
+            a.push(format!("{vsock},chardev=vsock0"));
+        }
+        if let Some(s) = &self.settings {
+            a.push("-fw_cfg".into());
+            a.push(format!("name={SETTINGS_FW_CFG},file={}", s.display()));
+        }
+        for (i, dir) in self.shares.iter().enumerate() {
+            // security_model=none: the VM acts on shared files with the
+            // rights of the user running QEMU, never more.
+            a.push("-fsdev".into());
+            a.push(format!(
+                "local,id=fs{i},path={},security_model=none,multidevs=remap",
+                qemu_escape(&dir.display().to_string())
+            ));
+            a.push("-device".into());
+            a.push(format!("{p9},fsdev=fs{i},mount_tag={}", share_tag(i)));
+        }
+        if let Some(m) = &self.shares_map {
+            a.push("-fw_cfg".into());
+            a.push(format!("name={SHARES_FW_CFG},file={}", m.display()));
+        }
+        if let Some(e) = &self.engine {
+            a.push("-fw_cfg".into());
+            a.push(format!("name={ENGINE_FW_CFG},file={}", e.display()));
+        }
+        match &self.console {
+            Console::File(p) => {
+                a.push("-chardev".into());
+                a.push(format!("file,id=con0,path={},append=on", p.display()));
+                a.push("-serial".into());
+                a.push("chardev:con0".into());
+            }
+            Console::Stdio => {
+                a.push("-serial".into());
+                a.push("stdio".into());
+            }
+        }
+        if let Some(q) = &self.qmp {
+            a.push("-qmp".into());
+            a.push(format!("unix:{},server=on,wait=off", q.display()));
+        }
+        if let Some(p) = &self.pidfile {
+            a.push("-pidfile".into());
+            a.push(p.display().to_string());
+        }
+        a
+    }
+}
+
+/// QEMU option values escape a comma by doubling it.
+fn qemu_escape(v: &str) -> String {
+    v.replace(',', ",,")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m() -> Machine {
+        Machine {
+            kind: MachineKind::Microvm,
+            accel: Accel::Tcg,
+            cpus: 2,
+            memory_mib: 2048,
+            kernel: "/k".into(),
+            root: "/r.erofs".into(),
+            data: Some("/d.qcow2".into()),
+            vsock: Some("/v.sock".into()),
+            settings: Some("/s.json".into()),
+            console: Console::File("/c.log".into()),
+            tsc_khz: 2_400_000,
+            qmp: None,
+            pidfile: None,
+            shares: vec!["/home/me".into(), "/tmp/a,b".into()],
+            shares_map: Some("/shares.json".into()),
+            engine: None,
+            cmdline: vec!["hull.selftest=1".into()],
+        }
+    }
+
+    #[test]
+    fn microvm_under_tcg_gets_tsc_and_shared_memory() {
+        let a = m().argv();
+        let j = a.join(" ");
+        assert!(j.contains("tsc_early_khz=2400000"));
+        assert!(j.contains("memory-backend-memfd,id=mem,size=2048M,share=on"));
+        assert!(j.contains("-accel tcg"));
+        assert!(j.contains("vhost-user-vsock-device,chardev=vsock0"));
+        assert!(j.contains("name=opt/dev.hull/settings,file=/s.json"));
+        assert!(j.ends_with("append=on -serial chardev:con0"));
+        assert!(j.contains("hull.selftest=1"));
+    }
+
+    #[test]
+    fn shares_are_9p_devices_with_tags() {
+        let j = m().argv().join(" ");
+        assert!(j.contains("local,id=fs0,path=/home/me,security_model=none"));
+        assert!(j.contains("virtio-9p-device,fsdev=fs0,mount_tag=hullshare0"));
+        assert!(j.contains("path=/tmp/a,,b,"));
+        assert!(j.contains("name=opt/dev.hull/shares,file=/shares.json"));
+    }
+
+    #[test]
+    fn root_is_read_only_and_first() {
+        let a = m().argv();
+        let root = a.iter().position(|x| x.starts_with("id=root")).unwrap();
+        let data = a.iter().position(|x| x.starts_with("id=data")).unwrap();
+        assert!(root < data);
+        assert!(a[root].contains("readonly=on"));
+    }
+
+    #[test]
+    fn pc_uses_pci_devices() {
+        let mut x = m();
+        x.kind = MachineKind::Pc;
+        let j = x.argv().join(" ");
+        assert!(j.contains("virtio-blk-pci"));
+        assert!(j.contains("vhost-user-vsock-pci"));
+    }
+}

@@ -1,0 +1,577 @@
+//! `hull`: the host CLI. Boots and stops the VM and carries the docker socket.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use hull_qemu::accel::{self, AccelChoice};
+use hull_qemu::home::Home;
+use hull_qemu::machine::{Console, Machine, MachineKind};
+use hull_qemu::state::{self, VmState};
+use hull_qemu::{control, daemon, settings, tsc};
+
+#[derive(Parser)]
+#[command(name = "hull", version, about = "A hardened VM for running containers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot the VM (building nothing) and wait until the engine answers.
+    Up(UpArgs),
+    /// Shut the VM down cleanly; --force kills it.
+    Down {
+        #[arg(long)]
+        force: bool,
+    },
+    /// VM state, services, settings in force.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the shell line that points docker at the VM.
+    Env,
+    /// Show a service's log (or `console`, or `audit`).
+    Logs {
+        name: String,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Show the settings in force and where each value came from.
+    Settings {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signal to a service in the VM (for debugging and tests).
+    #[command(hide = true)]
+    Signal { service: String, signal: String },
+    /// The background process behind `hull up` (not for direct use).
+    #[command(name = "__serve", hide = true)]
+    Serve(UpArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct UpArgs {
+    #[arg(long)]
+    cpus: Option<u32>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 4096)]
+    memory: u32,
+    /// Folder with vmlinuz and root.erofs (default: $HULL_IMAGE, or the build's target/hull-image).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    accel: AccelChoice,
+    #[arg(long, value_enum, default_value_t = MachineKind::Microvm)]
+    machine: MachineKind,
+    /// Size of the data disk when it is created (GiB).
+    #[arg(long, default_value_t = 64)]
+    disk_gib: u32,
+    /// Give up waiting for the engine after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Deliver this file to the VM verbatim as its settings, unchecked (tests
+    /// the VM's fail-closed handling of a bad blob).
+    #[arg(long, hide = true)]
+    raw_settings: Option<PathBuf>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HULL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("hull: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let home = Home::from_env().map_err(anyhow::Error::msg)?;
+    match cli.cmd {
+        Cmd::Up(a) => up(&home, &a),
+        Cmd::Down { force } => down(&home, force),
+        Cmd::Status { json } => status(&home, json),
+        Cmd::Env => {
+            println!("{}", env_line(&home));
+            Ok(())
+        }
+        Cmd::Logs { name, follow } => logs(&home, &name, follow),
+        Cmd::Settings { json } => show_settings(&home, json),
+        Cmd::Signal { service, signal } => {
+            let v = control::request(
+                &home.vsock_uds(),
+                &serde_json::json!({"op": "kill", "service": service, "signal": signal}),
+            )?;
+            if let Some(e) = v.get("error") {
+                bail!("{}", e.as_str().unwrap_or_default());
+            }
+            println!("{v}");
+            Ok(())
+        }
+        Cmd::Serve(a) => serve(&home, &a),
+    }
+}
+
+fn env_line(home: &Home) -> String {
+    format!("export DOCKER_HOST=unix://{}", home.docker_sock().display())
+}
+
+fn image_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(a) = arg {
+        candidates.push(a.clone());
+    } else {
+        if let Some(e) = std::env::var_os("HULL_IMAGE") {
+            candidates.push(e.into());
+        }
+        // target/release/hull -> target/hull-image
+        if let Ok(exe) = std::env::current_exe() {
+            if let Some(t) = exe.parent().and_then(Path::parent) {
+                candidates.push(t.join("hull-image"));
+            }
+        }
+        candidates.push("/usr/local/share/hull/image".into());
+    }
+    for c in &candidates {
+        if c.join("vmlinuz").exists() && c.join("root.erofs").exists() {
+            return c
+                .canonicalize()
+                .with_context(|| format!("resolving {}", c.display()));
+        }
+    }
+    bail!(
+        "no hull image (vmlinuz + root.erofs) in {}: build one with `cargo xtask image` or pass --image",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
+    let image = image_dir(&a.image)?;
+    let accel = accel::resolve(a.accel).map_err(anyhow::Error::msg)?;
+    let cpus = a
+        .cpus
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
+    if cpus == 0 || a.memory < 512 {
+        bail!("--cpus must be at least 1 and --memory at least 512 MiB");
+    }
+    let shares = settings::write_shares(home)?;
+    let engine = settings::write_engine(home)?;
+    Ok(Machine {
+        kind: a.machine,
+        accel,
+        cpus,
+        memory_mib: a.memory,
+        kernel: image.join("vmlinuz"),
+        root: image.join("root.erofs"),
+        data: Some(home.data_disk()),
+        vsock: None,
+        settings: Some(home.settings_blob()),
+        console: Console::File(home.console_log()),
+        tsc_khz: tsc::khz(),
+        qmp: None,
+        pidfile: None,
+        shares: shares.iter().map(|(_, p)| p.clone()).collect(),
+        shares_map: Some(home.shares_map()),
+        engine,
+        cmdline: vec![],
+    })
+}
+
+/// `GET /_ping` through the user's docker socket: the whole path works.
+fn engine_answers(home: &Home) -> bool {
+    engine_get(home, "/_ping").is_some_and(|b| b == b"OK")
+}
+
+/// A GET through the user's docker socket (host proxy, channel, gate): the
+/// body of a 200 answer, `None` otherwise.
+fn engine_get(home: &Home, path: &str) -> Option<Vec<u8>> {
+    let mut s = std::os::unix::net::UnixStream::connect(home.docker_sock()).ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: hull\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut resp = Vec::new();
+    let _ = s.take(1 << 20).read_to_end(&mut resp);
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200") {
+        return None;
+    }
+    let body = &resp[split + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        Some(dechunk(body))
+    } else {
+        Some(body.to_vec())
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&b[..nl])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        let start = nl + 2;
+        if size == 0 || start + size > b.len() {
+            break;
+        }
+        out.extend_from_slice(&b[start..start + size]);
+        b = &b[(start + size + 2).min(b.len())..];
+    }
+    out
+}
+
+fn up(home: &Home, a: &UpArgs) -> Result<()> {
+    std::fs::create_dir_all(&home.dir)
+        .with_context(|| format!("creating {}", home.dir.display()))?;
+    if state::in_use(home) {
+        if engine_answers(home) {
+            eprintln!("hull is already running in {}", home.dir.display());
+            println!("{}", env_line(home));
+            return Ok(());
+        }
+        eprintln!(
+            "hull is starting in {} (another `hull up`); waiting",
+            home.dir.display()
+        );
+        return wait_engine(home, Instant::now(), Duration::from_secs(a.timeout));
+    }
+    let report = settings::prepare(home, a.raw_settings.as_deref())?;
+    for line in &report.ignored {
+        eprintln!("hull: settings: {line}");
+    }
+    let m = machine(home, a)?;
+    if !home.data_disk().exists() {
+        let disk = home.data_disk();
+        let size = format!("{}G", a.disk_gib);
+        let st = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&disk)
+            .arg(&size)
+            .status()
+            .context("running qemu-img")?;
+        if !st.success() {
+            bail!("qemu-img create {} failed", disk.display());
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.daemon_log())?;
+    let _ = std::fs::remove_file(home.console_log());
+    let mut cmd = Command::new(exe);
+    cmd.arg("__serve")
+        .arg("--memory")
+        .arg(m.memory_mib.to_string())
+        .arg("--cpus")
+        .arg(m.cpus.to_string())
+        .arg("--image")
+        .arg(m.kernel.parent().unwrap_or(Path::new(".")))
+        .arg("--accel")
+        .arg(m.accel.as_str())
+        .arg("--machine")
+        .arg(format!("{:?}", m.kind).to_lowercase())
+        .env("HULL_HOME", &home.dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    cmd.spawn().context("starting the hull daemon")?;
+    eprintln!(
+        "hull: booting ({}, {} cpus, {} MiB) in {}",
+        m.accel.as_str(),
+        m.cpus,
+        m.memory_mib,
+        home.dir.display()
+    );
+    wait_engine(home, start, Duration::from_secs(a.timeout))?;
+    docker_context(home);
+    eprintln!(
+        "hull: engine ready in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    println!("{}", env_line(home));
+    Ok(())
+}
+
+/// Waits for the engine, showing init's progress from the console.
+fn wait_engine(home: &Home, start: Instant, timeout: Duration) -> Result<()> {
+    let mut last = String::new();
+    let mut seen_daemon = false;
+    loop {
+        if engine_answers(home) {
+            return Ok(());
+        }
+        let running = state::in_use(home);
+        seen_daemon |= running;
+        if !running && (seen_daemon || start.elapsed() > Duration::from_secs(5)) {
+            bail!(
+                "the VM stopped while booting.\n--- {} (tail) ---\n{}\n--- {} (tail) ---\n{}",
+                home.daemon_log().display(),
+                tail(&home.daemon_log(), 20),
+                home.console_log().display(),
+                tail(&home.console_log(), 40)
+            );
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "the engine did not answer within {}s (the VM keeps running: see `hull logs console`, or `hull down`).\n{}",
+                timeout.as_secs(),
+                tail(&home.console_log(), 20)
+            );
+        }
+        let step = std::fs::read_to_string(home.console_log())
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .find(|l| l.contains("hull-init:"))
+            .map(|l| l.split("hull-init: ").nth(1).unwrap_or(l).to_string())
+            .unwrap_or_default();
+        if !step.is_empty() && step != last {
+            eprintln!("hull: [{:>5.1}s] {step}", start.elapsed().as_secs_f64());
+            last = step;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn tail(p: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `docker context use hull` works after `hull up`.
+fn docker_context(home: &Home) {
+    let host = format!("host=unix://{}", home.docker_sock().display());
+    let exists = Command::new("docker")
+        .args(["context", "inspect", "hull"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let verb = if exists { "update" } else { "create" };
+    let ok = Command::new("docker")
+        .args([
+            "context",
+            verb,
+            "hull",
+            "--description",
+            "hull VM",
+            "--docker",
+            &host,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!(
+            "hull: could not {verb} the docker context `hull` (is the docker CLI installed?)"
+        );
+    }
+}
+
+fn serve(home: &Home, a: &UpArgs) -> Result<()> {
+    let m = machine(home, a)?;
+    daemon::run(home, daemon::Config { machine: m })
+}
+
+fn down(home: &Home, force: bool) -> Result<()> {
+    if !state::in_use(home) {
+        eprintln!("hull is not running in {}", home.dir.display());
+        return Ok(());
+    }
+    let st = VmState::load(home);
+    let start = Instant::now();
+    if force {
+        let pid = st
+            .as_ref()
+            .map(|s| s.qemu_pid)
+            .context("no state.json: cannot find QEMU")?;
+        // SAFETY: kill(2) on a pid we recorded; the worst case is ESRCH.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    } else {
+        let v = control::request(&home.vsock_uds(), &serde_json::json!({"op": "shutdown"}))
+            .context("asking the VM to shut down (try `hull down --force`)")?;
+        if let Some(e) = v.get("error") {
+            bail!("the VM refused to shut down: {e}");
+        }
+    }
+    while state::in_use(home) {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the VM is still running after 60 s; `hull down --force` kills it");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("hull: stopped in {:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn status(home: &Home, json: bool) -> Result<()> {
+    let running = state::in_use(home);
+    let st = if running { VmState::load(home) } else { None };
+    let guest = if running {
+        control::request(&home.vsock_uds(), &serde_json::json!({"op": "status"})).ok()
+    } else {
+        None
+    };
+    let settings = settings::show(home).ok();
+    let unprotected: Option<Vec<serde_json::Value>> = if running {
+        engine_get(home, "/hull/v1/unprotected").and_then(|b| serde_json::from_slice(&b).ok())
+    } else {
+        None
+    };
+    if json {
+        let v = serde_json::json!({
+            "home": home.dir,
+            "state": if running { "running" } else { "stopped" },
+            "vm": st,
+            "guest": guest,
+            "unprotected_containers": unprotected,
+            "settings": settings,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("home      {}", home.dir.display());
+    let Some(st) = st.filter(|_| running) else {
+        println!("state     stopped");
+        return Ok(());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    println!(
+        "state     running ({} s)",
+        now.saturating_sub(st.started_unix)
+    );
+    println!(
+        "vm        {} {}, {} cpus, {} MiB",
+        st.machine, st.accel, st.cpus, st.memory_mib
+    );
+    match &guest {
+        None => println!("guest     not answering on the control port (still booting?)"),
+        Some(g) => {
+            println!("services");
+            for s in g["services"].as_array().into_iter().flatten() {
+                println!(
+                    "  {:<12} {:<11} pid {:<6} restarts {:<3} {}",
+                    s["name"].as_str().unwrap_or("?"),
+                    s["state"].as_str().unwrap_or("?"),
+                    s["pid"]
+                        .as_i64()
+                        .map(|p| p.to_string())
+                        .unwrap_or("-".into()),
+                    s["restarts"].as_u64().unwrap_or(0),
+                    s["error"].as_str().unwrap_or("")
+                );
+            }
+            if let Some(e) = g["settings"]["error"].as_str() {
+                println!("settings  ERROR in the VM: {e} (running with the strictest defaults)");
+            }
+        }
+    }
+    if let Some(list) = &unprotected {
+        if !list.is_empty() {
+            println!("unprotected containers (not created by hull-runtime; refused at start)");
+            for c in list {
+                println!(
+                    "  {:<20} {:<24} runtime {:<8} remove with: {}",
+                    c["name"].as_str().unwrap_or("?"),
+                    c["image"].as_str().unwrap_or("?"),
+                    c["runtime"].as_str().unwrap_or("?"),
+                    c["remedy"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    if let Some(s) = settings {
+        println!("settings");
+        for line in settings::human(&s) {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+fn logs(home: &Home, name: &str, follow: bool) -> Result<()> {
+    let mut out = std::io::stdout();
+    if name == "console" {
+        let mut f = std::fs::File::open(home.console_log())
+            .with_context(|| format!("{}", home.console_log().display()))?;
+        let mut pos = 0u64;
+        loop {
+            let mut buf = Vec::new();
+            f.seek(SeekFrom::Start(pos))?;
+            f.read_to_end(&mut buf)?;
+            pos += buf.len() as u64;
+            out.write_all(&buf)?;
+            out.flush()?;
+            if !follow {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    if !state::in_use(home) {
+        bail!(
+            "hull is not running in {} (only `hull logs console` works now)",
+            home.dir.display()
+        );
+    }
+    control::logs(&home.vsock_uds(), name, follow, &mut out)?;
+    Ok(())
+}
+
+fn show_settings(home: &Home, json: bool) -> Result<()> {
+    let s = settings::show(home)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        for line in settings::human(&s) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk;
+
+    #[test]
+    fn chunked_bodies_are_joined_and_bad_sizes_stop_cleanly() {
+        assert_eq!(dechunk(b"3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n"), b"[1,2]");
+        assert_eq!(dechunk(b"ff\r\nshort"), b"");
+        assert_eq!(dechunk(b"zz\r\nx\r\n"), b"");
+    }
+}

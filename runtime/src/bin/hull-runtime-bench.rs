@@ -1,0 +1,150 @@
+//! In-VM benchmark: create+start+wait+delete of one tiny container with
+//! hull-runtime and the reference runtimes (Debian's runc and crun), same
+//! bundle, same boot, interleaved so noise hits all alike. Started by
+//! hull-init's control port for `cargo xtask bench`; prints one JSON object.
+//! Measures only; decides nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+struct Rt {
+    name: String,
+    bin: PathBuf,
+    args: Vec<String>,
+}
+
+fn parse_args() -> Result<(usize, PathBuf, Vec<Rt>)> {
+    let mut n = 20;
+    let mut payload = PathBuf::from("/sbin/hull-init");
+    let mut rts = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--iterations" => n = it.next().context("--iterations N")?.parse()?,
+            "--payload" => payload = it.next().context("--payload FILE")?.into(),
+            // --runtime name=/path[,arg,arg...]
+            "--runtime" => {
+                let spec = it.next().context("--runtime name=/path[,args]")?;
+                let (name, rest) = spec.split_once('=').context("--runtime name=/path")?;
+                let mut parts = rest.split(',');
+                let bin = PathBuf::from(parts.next().unwrap_or_default());
+                rts.push(Rt {
+                    name: name.to_string(),
+                    bin,
+                    args: parts.map(String::from).collect(),
+                });
+            }
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    if rts.is_empty() {
+        bail!("give at least one --runtime");
+    }
+    Ok((n.clamp(1, 500), payload, rts))
+}
+
+/// A bundle whose container runs a static binary once and exits.
+fn bundle(dir: &Path, payload: &Path) -> Result<()> {
+    let root = dir.join("rootfs");
+    for d in ["proc", "dev", "tmp"] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::copy(payload, root.join("bench")).with_context(|| payload.display().to_string())?;
+    let caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let config = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/bench", "--version"],
+            "env": ["PATH=/"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "bench",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+        ],
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "cgroup"}],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+        }
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}
+
+/// Runs one runtime command; its stderr (the log of a `--debug` runtime).
+fn step(rt: &Rt, state: &Path, args: &[&str], bundle: &Path) -> Result<String> {
+    let st = Command::new(&rt.bin)
+        .args(&rt.args)
+        .arg("--root")
+        .arg(state)
+        .args(args)
+        .current_dir(bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("starting {}", rt.bin.display()))?;
+    if !st.status.success() {
+        bail!(
+            "{} {args:?}: {}",
+            rt.name,
+            String::from_utf8_lossy(&st.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&st.stderr).into_owned())
+}
+
+fn main() -> Result<()> {
+    let (n, payload, rts) = parse_args()?;
+    let work = PathBuf::from("/run/hull/bench-runtime");
+    let _ = std::fs::remove_dir_all(&work);
+    let b = work.join("bundle");
+    std::fs::create_dir_all(&b)?;
+    bundle(&b, &payload)?;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
+    let mut last_log: Vec<String> = vec![String::new(); rts.len()];
+    // Two warm-up rounds, then n measured ones, interleaved.
+    for round in 0..n + 2 {
+        for (i, rt) in rts.iter().enumerate() {
+            let state = work.join(format!("state-{}", rt.name));
+            let id = format!("bench-{}-{round}", rt.name);
+            let t = Instant::now();
+            let run = step(
+                rt,
+                &state,
+                &["run", "--bundle", &b.display().to_string(), &id],
+                &b,
+            )?;
+            let delete = step(rt, &state, &["delete", "--force", &id], &b)?;
+            last_log[i] = run + &delete;
+            if round >= 2 {
+                samples[i].push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for ((rt, mut s), log) in rts.iter().zip(samples).zip(last_log) {
+        s.sort_by(|a, b| a.total_cmp(b));
+        let median = s[s.len() / 2];
+        let mut v = json!({"median_ms": median, "samples_ms": s});
+        if !log.is_empty() {
+            // What a --debug runtime logged in the last round (stage timestamps).
+            v["last_log"] = json!(log.chars().take(16 * 1024).collect::<String>());
+        }
+        out.insert(rt.name.clone(), v);
+    }
+    println!("{}", serde_json::Value::Object(out));
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}

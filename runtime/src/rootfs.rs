@@ -1,0 +1,678 @@
+//! Building the container's filesystem tree, in a private mount namespace, as
+//! the VM's root, *before* the container enters its user namespace.
+//!
+//! Why this order: when a process moves into a mount namespace owned by a less
+//! privileged user namespace, the kernel locks every mount it inherited
+//! (MNT_LOCKED, plus locked ro/nosuid/nodev/noexec flags). So the rootfs,
+//! /proc, /sys, the masks and the read-only paths built here can be neither
+//! unmounted nor remounted read-write from inside, whatever capabilities the
+//! container has in its own namespace.
+//!
+//! Id shifting: every layer and bind is an idmapped mount (container 0..65535 ↔
+//! VM range), so images and volumes keep their on-disk 0..65535 ownership and
+//! look root-owned inside, with no copy and no chown.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::Mount;
+
+use crate::error::{Context, Error, Result};
+use crate::guard_proto::{InitialMount, MountRole};
+use crate::hardening::{SafeDevice, SAFE_DEVICES};
+use crate::idrange::IdRange;
+use crate::mountopts::{self, Parsed};
+use crate::overlay;
+use crate::safepath::{self, Kind};
+use crate::sys::{self, *};
+
+pub struct Ctx<'a> {
+    pub state_dir: &'a Path,
+    pub bundle_dir: &'a Path,
+    pub rootfs: &'a Path,
+    pub readonly: bool,
+    pub userns: RawFd,
+    pub ids: IdRange,
+    pub mounts: &'a [Mount],
+    pub masked: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub privileged: bool,
+    pub want_fuse: bool,
+    pub terminal: bool,
+    /// hull-guard's procfs emulation (FUSE), if mounted.
+    pub procfs: Option<&'a Path>,
+}
+
+pub struct Built {
+    pub root: OwnedFd,
+    pub mounts: Vec<InitialMount>,
+}
+
+/// A detached clone of `src` (fd), idmapped to the container's user namespace.
+/// Filesystems that cannot be idmapped (procfs, some network filesystems) are
+/// bound without it: their files then show as nobody inside, never as root.
+fn idmapped_clone(
+    src: BorrowedFd<'_>,
+    recursive: bool,
+    attrs: u64,
+    userns: RawFd,
+    what: &str,
+) -> Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE | if recursive { AT_RECURSIVE } else { 0 };
+    let tree = sys::open_tree(src.as_raw_fd(), None, flags).ctx(|| format!("open_tree {what}"))?;
+    match sys::mount_setattr(
+        tree.as_fd(),
+        recursive,
+        attrs | MOUNT_ATTR_IDMAP,
+        0,
+        Some(userns),
+    ) {
+        Ok(()) => Ok(tree),
+        Err(e) => {
+            tracing::warn!("{what}: cannot idmap ({e}); bound without id shifting");
+            if attrs != 0 {
+                sys::mount_setattr(tree.as_fd(), recursive, attrs, 0, None)
+                    .ctx(|| format!("mount_setattr {what}"))?;
+            }
+            Ok(tree)
+        }
+    }
+}
+
+fn open_host(path: &Path) -> Result<OwnedFd> {
+    // Why no magic links: a bind source like /proc/self/fd/N would name one of
+    // the runtime's own fds, not anything the bundle may legitimately mean.
+    sys::openat2(libc::AT_FDCWD, path, libc::O_PATH, 0, RESOLVE_NO_MAGICLINKS)
+        .ctx(|| format!("mount source {}", path.display()))
+}
+
+fn shifted(v: &str, base: u32) -> Result<String> {
+    let n: u32 = v
+        .parse()
+        .map_err(|_| Error::Bundle(format!("bad id {v:?} in mount options")))?;
+    if n >= crate::idrange::RANGE_LEN {
+        return Err(Error::Bundle(format!(
+            "id {n} in mount options is outside the container's range"
+        )));
+    }
+    Ok((base + n).to_string())
+}
+
+/// A new filesystem instance (proc, sysfs, tmpfs, ...) as a detached mount.
+fn new_fs(fstype: &str, p: &Parsed, ids: IdRange) -> Result<OwnedFd> {
+    let fs = FsContext::open(fstype).ctx(|| format!("fsopen {fstype}"))?;
+    let mut data = p.data.clone();
+    // Options are parsed in the VM's user namespace here, so ids are shifted
+    // into the container's range; tmpfs roots are owned by the container's root.
+    if matches!(fstype, "tmpfs" | "devpts") {
+        for (k, v) in data.iter_mut() {
+            if (k == "uid" || k == "gid") && v.is_some() {
+                *v = Some(shifted(v.as_deref().unwrap_or("0"), ids.start)?);
+            }
+        }
+        if fstype == "tmpfs" {
+            for k in ["uid", "gid"] {
+                if !data.iter().any(|(dk, _)| dk == k) {
+                    data.push((k.into(), Some(ids.start.to_string())));
+                }
+            }
+        }
+    }
+    for (k, v) in &data {
+        let r = match v {
+            Some(v) => fs.set_string(k, v),
+            None => fs.set_flag(k),
+        };
+        r.ctx(|| format!("{fstype} option {k}"))?;
+    }
+    fs.mount(p.attrs).ctx(|| format!("mount {fstype}"))
+}
+
+fn attach(tree: &OwnedFd, target: &OwnedFd, what: &str) -> Result<()> {
+    sys::move_mount_fd(tree.as_fd(), target.as_fd()).ctx(|| format!("mount onto {what}"))
+}
+
+pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
+    // Nothing done here may propagate back to the VM; VM unmounts may still
+    // propagate in (slave), so a volume removed on the VM does not stay pinned.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| "make / a slave in the container's mount namespace")?;
+    let scratch = ctx.state_dir.join("mnt");
+    std::fs::create_dir_all(&scratch).ctx(|| format!("create {}", scratch.display()))?;
+    mount(
+        Some("tmpfs"),
+        &scratch,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=700"),
+    )
+    .ctx(|| "mount scratch tmpfs")?;
+    let mut record = Vec::new();
+
+    let root = build_root(ctx, &scratch)?;
+    record.push(InitialMount {
+        destination: "/".into(),
+        fstype: "rootfs".into(),
+        source: ctx.rootfs.display().to_string(),
+        readonly: ctx.readonly,
+        role: MountRole::Rootfs,
+    });
+    let ids = (ctx.ids.start, ctx.ids.start);
+
+    // Docker always mounts /dev; if a bundle does not, hull still gives the
+    // container a fresh tmpfs there, so device nodes never land on the image.
+    let has_dev = ctx
+        .mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev"));
+    if !has_dev {
+        let p = mountopts::parse(&[
+            "nosuid".into(),
+            "strictatime".into(),
+            "mode=755".into(),
+            "size=65536k".into(),
+        ]);
+        let t = new_fs("tmpfs", &p, ctx.ids)?;
+        let target = safepath::ensure(root.as_fd(), "/dev", Kind::Dir, ids)?;
+        attach(&t, &target, "/dev")?;
+    }
+    let mut has_pts = false;
+    for m in ctx.mounts {
+        let dest = m.destination().to_string_lossy().to_string();
+        if dest == "/dev/pts" {
+            has_pts = true;
+        }
+        record.push(spec_mount(ctx, root.as_fd(), m, &dest, ids)?);
+    }
+    if !has_pts {
+        let p = mountopts::parse(&[
+            "nosuid".into(),
+            "noexec".into(),
+            "newinstance".into(),
+            "ptmxmode=0666".into(),
+            "mode=0620".into(),
+            "gid=5".into(),
+        ]);
+        let t = new_fs("devpts", &p, ctx.ids)?;
+        let target = safepath::ensure(root.as_fd(), "/dev/pts", Kind::Dir, ids)?;
+        attach(&t, &target, "/dev/pts")?;
+    }
+    let dev =
+        safepath::open_in_root(root.as_fd(), Path::new("dev")).ctx(|| "open /dev in the rootfs")?;
+    devices(ctx, dev.as_fd(), &mut record)?;
+    if ctx.terminal {
+        // The init binds its pty here from inside (see console::bind_console).
+        safepath::placeholder(dev.as_fd(), c"console", ids).ctx(|| "create /dev/console")?;
+    }
+    emulate(ctx, root.as_fd(), &mut record)?;
+    masks(ctx, root.as_fd(), &mut record)?;
+    if ctx.readonly {
+        // Last, so mount targets could still be created in the image; the
+        // flag is locked with the rest when the container enters its userns.
+        sys::mount_setattr(root.as_fd(), false, MOUNT_ATTR_RDONLY, 0, None)
+            .ctx(|| "make the rootfs read-only")?;
+    }
+    Ok(Built {
+        root,
+        mounts: record,
+    })
+}
+
+fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
+    let target = scratch.join("root");
+    std::fs::create_dir(&target).ctx(|| "create scratch root")?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+
+    match overlay::find(&mountinfo, ctx.rootfs) {
+        Some(layers) if !layers.lower.is_empty() => {
+            let mut lowers = Vec::new();
+            for (i, l) in layers.lower.iter().enumerate() {
+                let name = format!("l{i}");
+                let d = scratch.join(&name);
+                std::fs::create_dir(&d).ctx(|| "create scratch layer dir")?;
+                let src = open_host(l)?;
+                let tree = idmapped_clone(
+                    src.as_fd(),
+                    false,
+                    0,
+                    ctx.userns,
+                    &format!("layer {}", l.display()),
+                )?;
+                sys::move_mount_path(tree.as_fd(), &d)
+                    .ctx(|| format!("attach layer {}", l.display()))?;
+                lowers.push(name);
+            }
+            let mut data = format!("lowerdir={}", lowers.join(":"));
+            if let (Some(up), Some(work)) = (&layers.upper, &layers.work) {
+                // upper and work must sit on one mount: idmap their common parent.
+                let parent = common_parent(up, work).ok_or_else(|| {
+                    Error::Bundle(format!(
+                        "overlay upper {} and work {} share no parent",
+                        up.display(),
+                        work.display()
+                    ))
+                })?;
+                let d = scratch.join("u");
+                std::fs::create_dir(&d).ctx(|| "create scratch upper dir")?;
+                let src = open_host(&parent)?;
+                let tree = idmapped_clone(
+                    src.as_fd(),
+                    false,
+                    0,
+                    ctx.userns,
+                    &format!("upper {}", parent.display()),
+                )?;
+                sys::move_mount_path(tree.as_fd(), &d).ctx(|| "attach upper")?;
+                let rel = |p: &Path| {
+                    p.strip_prefix(&parent)
+                        .map(|r| Path::new("u").join(r))
+                        .unwrap_or_default()
+                };
+                // Our own workdir beside Docker's: overlayfs empties its
+                // workdir when it mounts, and Docker's own overlay of this
+                // container (used by `docker cp`, commit, ...) keeps using
+                // `work`; sharing it broke every copy-up on Docker's side.
+                let own_work = work.with_file_name("hull-work");
+                match std::fs::create_dir(&own_work) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(e).ctx(|| format!("create {}", own_work.display()));
+                    }
+                }
+                data.push_str(&format!(
+                    ",upperdir={},workdir={}",
+                    rel(up).display(),
+                    rel(&own_work).display()
+                ));
+            }
+            for o in &layers.other {
+                data.push(',');
+                data.push_str(o);
+            }
+            let cwd = std::env::current_dir().ok();
+            nix::unistd::chdir(scratch).ctx(|| "chdir scratch")?;
+            let flags = MsFlags::empty();
+            // Relative layer paths keep the option string short (many layers).
+            // overlayfs keeps the mounter's credentials for copy-up and its
+            // workdir; through idmapped layers the VM's uid 0 has no mapping
+            // (EOVERFLOW, and the overlay would come up read-only), so mount
+            // as the container's root ids, with our full capabilities.
+            let r = safepath::as_fsids(ctx.ids.start, ctx.ids.start, || {
+                let perm = caps::read(None, caps::CapSet::Permitted).unwrap_or_default();
+                let _ = caps::set(None, caps::CapSet::Effective, &perm);
+                mount(
+                    Some("overlay"),
+                    "root",
+                    Some("overlay"),
+                    flags,
+                    Some(data.as_str()),
+                )
+            })
+            .ctx(|| format!("mount overlay on idmapped layers ({data})"));
+            if let Some(c) = cwd {
+                let _ = nix::unistd::chdir(&c);
+            }
+            r?;
+        }
+        _ => {
+            let src = open_host(ctx.rootfs)?;
+            // Non-recursive: whatever the VM has mounted under the rootfs stays out.
+            let tree = idmapped_clone(src.as_fd(), false, 0, ctx.userns, "rootfs")?;
+            sys::move_mount_path(tree.as_fd(), &target).ctx(|| "attach rootfs")?;
+        }
+    }
+    sys::openat2(
+        libc::AT_FDCWD,
+        &target,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        0,
+    )
+    .ctx(|| "open new root")
+}
+
+fn common_parent(a: &Path, b: &Path) -> Option<PathBuf> {
+    let mut p = a.parent()?.to_path_buf();
+    loop {
+        if b.starts_with(&p) && p != Path::new("/") {
+            return Some(p);
+        }
+        if !p.pop() {
+            return None;
+        }
+    }
+}
+
+const ALLOWED_FS: &[&str] = &[
+    "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2",
+];
+
+fn spec_mount(
+    ctx: &Ctx<'_>,
+    root: BorrowedFd<'_>,
+    m: &Mount,
+    dest: &str,
+    ids: (u32, u32),
+) -> Result<InitialMount> {
+    let opts = m.options().clone().unwrap_or_default();
+    let mut p = mountopts::parse(&opts);
+    let typ = m.typ().clone().unwrap_or_else(|| "none".into());
+    let source = m.source().clone().unwrap_or_default();
+    if p.bind || typ == "bind" {
+        let src_path = if source.is_absolute() {
+            source.clone()
+        } else {
+            ctx.bundle_dir.join(&source)
+        };
+        let src = open_host(&src_path)?;
+        let kind = if safepath::is_dir(src.as_fd()) {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        let target = safepath::ensure(root, dest, kind, ids)?;
+        let tree = idmapped_clone(
+            src.as_fd(),
+            p.recursive,
+            p.attrs,
+            ctx.userns,
+            &format!("bind {}", src_path.display()),
+        )?;
+        attach(&tree, &target, dest)?;
+        return Ok(InitialMount {
+            destination: dest.into(),
+            fstype: "bind".into(),
+            source: src_path.display().to_string(),
+            readonly: p.readonly,
+            role: MountRole::Spec,
+        });
+    }
+    let fstype = match typ.as_str() {
+        "cgroup" | "cgroup2" => "cgroup2",
+        t if ALLOWED_FS.contains(&t) => t,
+        t => {
+            return Err(Error::Refused(format!(
+                "mount of type {t:?} at {dest} is not allowed (hull allows bind, {})",
+                ALLOWED_FS.join(", ")
+            )))
+        }
+    };
+    match fstype {
+        // sysfs: writes there would reach the VM's devices and kernel.
+        "sysfs" => {
+            p.attrs |= MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+            p.readonly = true;
+        }
+        // Only the container's own subtree is visible (cgroup namespace), and
+        // only a privileged container may write it (delegated to its root).
+        "cgroup2" => {
+            if !ctx.privileged {
+                p.attrs |= MOUNT_ATTR_RDONLY;
+                p.readonly = true;
+            }
+            p.data.clear();
+        }
+        "proc" => p.attrs |= MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        _ => {}
+    }
+    let target = safepath::ensure(root, dest, Kind::Dir, ids)?;
+    let tree = match new_fs(fstype, &p, ctx.ids) {
+        Ok(t) => t,
+        Err(e) if fstype == "cgroup2" => {
+            tracing::warn!("no cgroup2 at {dest}: {e}");
+            return Ok(InitialMount {
+                destination: dest.into(),
+                fstype: fstype.into(),
+                source: String::new(),
+                readonly: true,
+                role: MountRole::Spec,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    attach(&tree, &target, dest)?;
+    Ok(InitialMount {
+        destination: dest.into(),
+        fstype: fstype.into(),
+        source: source.display().to_string(),
+        readonly: p.readonly,
+        role: MountRole::Spec,
+    })
+}
+
+fn devices(ctx: &Ctx<'_>, dev: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
+    let wanted = |d: &SafeDevice| !d.on_request || (d.path == "/dev/fuse" && ctx.want_fuse);
+    for d in SAFE_DEVICES.iter().filter(|d| wanted(d)) {
+        let name = d.path.trim_start_matches("/dev/");
+        if d.on_request && !Path::new(d.path).exists() {
+            continue;
+        }
+        let cname = std::ffi::CString::new(name).map_err(|_| Error::Other("device name".into()))?;
+        let devno = libc::makedev(d.major as u32, d.minor as u32);
+        // SAFETY: valid dirfd and C string.
+        let r = unsafe {
+            libc::mknodat(
+                dev.as_raw_fd(),
+                cname.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                devno,
+            )
+        };
+        let ours = r == 0 || {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EEXIST) && is_node(dev, &cname, devno) {
+                true
+            } else {
+                // /dev is not our tmpfs (a volume over /dev: idmapped, so the
+                // VM's root cannot create nodes there), or the name is taken
+                // by something else: bind the VM's own node over whatever is
+                // there, never following or trusting it.
+                bind_device(ctx, dev, &cname, d.path).map_err(|b| {
+                    Error::Other(format!("device {}: mknod: {e}; bind: {b}", d.path))
+                })?;
+                false
+            }
+        };
+        // Only a node in the container's own /dev is handed to its root: a
+        // chown through a bind would change the VM's own device node.
+        if ours {
+            let gid = if name == "tty" {
+                ctx.ids.start + 5
+            } else {
+                ctx.ids.start
+            };
+            // SAFETY: valid dirfd and C string; the link itself is changed.
+            unsafe {
+                libc::fchownat(
+                    dev.as_raw_fd(),
+                    cname.as_ptr(),
+                    ctx.ids.start,
+                    gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+        }
+        record.push(InitialMount {
+            destination: d.path.into(),
+            fstype: "device".into(),
+            source: String::new(),
+            readonly: false,
+            role: MountRole::Device,
+        });
+    }
+    for (name, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name);
+        let cname =
+            std::ffi::CString::new(name).map_err(|_| Error::Other("symlink name".into()))?;
+        // SAFETY: valid dirfd and C string; chown of the link itself.
+        unsafe {
+            libc::fchownat(
+                dev.as_raw_fd(),
+                cname.as_ptr(),
+                ctx.ids.start,
+                ctx.ids.start,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+    }
+    Ok(())
+}
+
+/// Bind hull-guard's emulated files over their /proc counterparts, before the
+/// read-only paths are made (so /proc/sys's read-only copy includes them) and
+/// before the user namespace (so the binds are locked like the masks).
+fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
+    let Some(dir) = ctx.procfs else {
+        return Ok(());
+    };
+    for (file, dest) in crate::guard::procfs::EMULATED {
+        if ctx.masked.iter().any(|m| Path::new(dest).starts_with(m)) {
+            continue;
+        }
+        let rel = safepath::clean_dest(dest)?;
+        let target = match safepath::open_in_root(root, &rel) {
+            Ok(t) => t,
+            // The VM's kernel may lack a knob (or the bundle has no /proc).
+            Err(_) => continue,
+        };
+        let src = crate::guard::procfs::container_dir(dir, ctx.ids.start).join(file);
+        let s = match open_host(&src) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("procfs emulation: {e}");
+                continue;
+            }
+        };
+        let tree = sys::open_tree(s.as_raw_fd(), None, OPEN_TREE_CLONE)
+            .ctx(|| format!("clone {}", src.display()))?;
+        attach(&tree, &target, dest)?;
+        record.push(InitialMount {
+            destination: dest.to_string(),
+            fstype: "fuse".into(),
+            source: src.display().to_string(),
+            readonly: false,
+            role: MountRole::Emulated,
+        });
+    }
+    Ok(())
+}
+
+/// Is `name` in `dir` already the character device `devno`?
+fn is_node(dir: BorrowedFd<'_>, name: &std::ffi::CStr, devno: libc::dev_t) -> bool {
+    // SAFETY: an all-zero stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid dirfd, C string and out-buffer; the link itself is stat'ed.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == devno
+}
+
+/// Binds the VM's device node `path` over `name` in the container's /dev.
+fn bind_device(
+    ctx: &Ctx<'_>,
+    dev: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    path: &str,
+) -> Result<()> {
+    let node = open_host(Path::new(path))?;
+    let tree =
+        sys::open_tree(node.as_raw_fd(), None, OPEN_TREE_CLONE).ctx(|| format!("clone {path}"))?;
+    safepath::cover(
+        tree.as_fd(),
+        dev,
+        name,
+        (ctx.ids.start, ctx.ids.start),
+        path,
+    )
+}
+
+fn masks(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
+    // The VM's /dev/null (never the container's, which it could replace).
+    let null = open_host(Path::new("/dev/null"))?;
+    for path in &ctx.masked {
+        let rel = safepath::clean_dest(path)?;
+        let target = match safepath::open_in_root(root, &rel) {
+            Ok(t) => t,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).ctx(|| format!("masked path {path}")),
+        };
+        let tree = if safepath::is_dir(target.as_fd()) {
+            let p = mountopts::parse(&[
+                "ro".into(),
+                "nosuid".into(),
+                "nodev".into(),
+                "noexec".into(),
+                "mode=755".into(),
+                "nr_inodes=1".into(),
+            ]);
+            new_fs("tmpfs", &p, ctx.ids)?
+        } else {
+            sys::open_tree(null.as_raw_fd(), None, OPEN_TREE_CLONE).ctx(|| "clone /dev/null")?
+        };
+        attach(&tree, &target, path)?;
+        record.push(InitialMount {
+            destination: path.clone(),
+            fstype: "mask".into(),
+            source: String::new(),
+            readonly: true,
+            role: MountRole::Masked,
+        });
+    }
+    for path in &ctx.readonly_paths {
+        let rel = safepath::clean_dest(path)?;
+        let target = match safepath::open_in_root(root, &rel) {
+            Ok(t) => t,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).ctx(|| format!("read-only path {path}")),
+        };
+        let tree = sys::open_tree(target.as_raw_fd(), None, OPEN_TREE_CLONE | AT_RECURSIVE)
+            .ctx(|| format!("clone read-only path {path}"))?;
+        sys::mount_setattr(
+            tree.as_fd(),
+            true,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            0,
+            None,
+        )
+        .ctx(|| format!("make {path} read-only"))?;
+        attach(&tree, &target, path)?;
+        record.push(InitialMount {
+            destination: path.clone(),
+            fstype: "bind".into(),
+            source: path.clone(),
+            readonly: true,
+            role: MountRole::ReadonlyPath,
+        });
+    }
+    Ok(())
+}
+
+/// Make the built tree the root (pivot_root, never chroot: a chroot leaves the
+/// VM's root reachable) and drop the old root.
+pub fn pivot(root: &OwnedFd) -> Result<()> {
+    nix::unistd::fchdir(root.as_raw_fd()).ctx(|| "chdir into the new root")?;
+    sys::pivot_root_dot().ctx(|| "pivot_root")?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root")?;
+    nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Loading a bundle: config.json and the rootfs path, refusing bundles whose
+//! rootfs is a symlink or the VM's own root.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::error::{Error, Result};
+
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    /// Canonical path of the rootfs (a directory that is not `/`).
+    pub rootfs: PathBuf,
+}
+
+pub fn load(bundle: &Path) -> Result<Bundle> {
+    let dir = std::fs::canonicalize(bundle)
+        .map_err(|e| Error::Bundle(format!("bundle {}: {e}", bundle.display())))?;
+    let spec = Spec::load(dir.join("config.json"))
+        .map_err(|e| Error::Bundle(format!("{}/config.json: {e}", dir.display())))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::Bundle("config.json has no root".into()))?;
+    let given = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    let rootfs = check_rootfs(&given)?;
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+/// Why: a rootfs that is a symlink (or resolves to `/`) would hand the VM's own
+/// files to the container, shifted to look root-owned and writable.
+pub fn check_rootfs(given: &Path) -> Result<PathBuf> {
+    let meta = std::fs::symlink_metadata(given)
+        .map_err(|e| Error::Bundle(format!("rootfs {}: {e}", given.display())))?;
+    if meta.file_type().is_symlink() {
+        return Err(Error::Refused(format!(
+            "rootfs {} is a symlink; hull refuses symlinked rootfs paths",
+            given.display()
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(Error::Bundle(format!(
+            "rootfs {} is not a directory",
+            given.display()
+        )));
+    }
+    let canon = std::fs::canonicalize(given)
+        .map_err(|e| Error::Bundle(format!("rootfs {}: {e}", given.display())))?;
+    if canon == Path::new("/") {
+        return Err(Error::Refused(
+            "rootfs resolves to the VM's root directory".into(),
+        ));
+    }
+    Ok(canon)
+}
+
+/// Container ids become directory names: keep them to runc's alphabet.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Other(format!("invalid container id {id:?}")))
+    }
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask deps`: everything the build and the tests need, installed idempotently.
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+/// Debian packages of the build machine (bookworm).
+const APT_PACKAGES: &[&str] = &[
+    // VM
+    "qemu-system-x86",
+    "qemu-utils",
+    // image
+    "mmdebstrap",
+    "erofs-utils",
+    "e2fsprogs",
+    "debian-archive-keyring",
+    // kernel build
+    "linux-source-6.12",
+    "build-essential",
+    "bc",
+    "bison",
+    "flex",
+    "libelf-dev",
+    "libssl-dev",
+    "cpio",
+    "lz4",
+    "zstd",
+    "xz-utils",
+    "python3",
+    // runtime crates and host-tier tests
+    "libseccomp-dev",
+    "pkg-config",
+    "busybox-static",
+    "crun",
+    "runc",
+    // host-tier tests of the runtime and gate drive a real (bookworm) dockerd
+    // on this machine; a local registry gives images real repo digests
+    "docker.io",
+    "docker-registry",
+    "util-linux",
+    // VM-tier tests drive the VM as a user would
+    "curl",
+    "socat",
+    "tmux",
+];
+
+pub fn run() -> Result<()> {
+    let sh = Shell::new()?;
+    apt(&sh)?;
+    vhost_device_vsock(&sh)?;
+    rust_components(&sh)?;
+    docker_cli(&sh)?;
+    eprintln!("[deps] all present");
+    Ok(())
+}
+
+fn installed(sh: &Shell, pkg: &str) -> bool {
+    let fmt = "${Status}";
+    cmd!(sh, "dpkg-query -W -f {fmt} {pkg}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map(|s| s.trim() == "install ok installed")
+        .unwrap_or(false)
+}
+
+fn apt(sh: &Shell) -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(sh, p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("[deps] installing {}", missing.join(" "));
+    let apt = if is_root() { "apt-get" } else { "sudo" };
+    let pre: &[&str] = if is_root() { &[] } else { &["apt-get"] };
+    cmd!(sh, "{apt} {pre...} update -q").run()?;
+    cmd!(
+        sh,
+        "{apt} {pre...} install -y -q --no-install-recommends {missing...}"
+    )
+    .env("DEBIAN_FRONTEND", "noninteractive")
+    .run()
+    .context("apt-get install failed")?;
+    Ok(())
+}
+
+fn vhost_device_vsock(sh: &Shell) -> Result<()> {
+    if cmd!(sh, "vhost-device-vsock --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    eprintln!("[deps] cargo install vhost-device-vsock");
+    cmd!(sh, "cargo install --locked vhost-device-vsock").run()?;
+    Ok(())
+}
+
+fn rust_components(sh: &Shell) -> Result<()> {
+    let have = cmd!(sh, "rustup component list --installed")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    for c in ["rustfmt", "clippy"] {
+        if !have.lines().any(|l| l.starts_with(c)) {
+            cmd!(sh, "rustup component add {c}").run()?;
+        }
+    }
+    Ok(())
+}
+
+fn docker_cli(sh: &Shell) -> Result<()> {
+    // The tests drive the VM with the user's own docker CLI; the engine only runs in the VM.
+    let v = cmd!(sh, "docker --version").quiet().ignore_stderr().read();
+    match v {
+        Ok(v) if v.starts_with("Docker version") => Ok(()),
+        _ => bail!(
+            "the docker CLI is missing: install docker-ce-cli (client only) or Debian's docker-cli"
+        ),
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

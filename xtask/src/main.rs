@@ -1,0 +1,70 @@
+//! hull's build and test driver: `cargo xtask <task>`, one subcommand per task.
+
+mod bench;
+mod chart;
+mod deps;
+mod fuzz;
+mod kernel;
+mod paths;
+mod repro;
+mod testing;
+mod vm;
+mod vmtest;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, boot and test hull", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install every build and test dependency (apt packages, vhost-device-vsock, Rust components); idempotent.
+    Deps,
+    /// Build the VM kernel from Debian's linux-source-6.12 and kernel-config/ (cached by content hash).
+    Kernel(kernel::Args),
+    /// Build the VM image (erofs root, qcow2 form, kernel) from image/manifest.toml.
+    Image(vm::ImageArgs),
+    /// Build what is missing, boot the VM and print the DOCKER_HOST to use.
+    Up(vm::UpArgs),
+    /// Shut the VM down cleanly (no data is lost).
+    Down(vm::DownArgs),
+    /// Run every test tier: unit, host integration (as root), VM.
+    Test(testing::Args),
+    /// Run the VM tier only: boot hull under QEMU and drive it with the real docker CLI.
+    VmTest(vmtest::Args),
+    /// Run the benchmarks and write target/bench/report.json and report.svg.
+    Bench(bench::Args),
+    /// Run a cargo-fuzz target (e.g. `cargo xtask fuzz channel decoder --seconds 600`).
+    Fuzz(fuzz::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    // Errors are printed with their causes, without a backtrace (the tasks'
+    // own output says where they were).
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.task {
+        Task::Deps => deps::run(),
+        Task::Kernel(a) => kernel::run(&a).map(|_| ()),
+        Task::Image(a) => vm::image(&a).map(|_| ()),
+        Task::Up(a) => vm::up(&a),
+        Task::Down(a) => vm::down(&a),
+        Task::Test(a) => testing::run(&a),
+        Task::VmTest(a) => vmtest::run(&a),
+        Task::Bench(a) => bench::run(&a),
+        Task::Fuzz(a) => fuzz::run(&a),
+    }
+}

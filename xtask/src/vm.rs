@@ -1,0 +1,152 @@
+//! Building the image and running the VM: `cargo xtask image/up/down`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::{deps, kernel, paths};
+
+#[derive(clap::Args, Default, Clone)]
+pub struct ImageArgs {
+    /// Output folder (default: target/hull-image).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Rebuild the Debian rootfs even when a cached one exists.
+    #[arg(long)]
+    pub fresh_rootfs: bool,
+    /// Skip `cargo xtask deps` (CI and tests call it once up front).
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Build the deliberately weakened image (containers' mount calls are not
+    /// sent to hull-guard) to show that the escape suite catches it; default
+    /// output target/hull-image-weakened. Never ship it.
+    #[arg(long)]
+    pub weakened: bool,
+}
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Arguments passed on to `hull up` (e.g. `-- --cpus 2 --memory 4096`).
+    #[arg(last = true)]
+    pub hull_args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct DownArgs {
+    /// Kill the VM instead of shutting it down.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn manifest() -> PathBuf {
+    paths::workspace().join("image/manifest.toml")
+}
+
+/// Builds the cargo binaries the image needs into one folder.
+/// PID 1 is linked statically so that nothing it needs can be missing.
+pub fn build_vm_binaries(sh: &Shell, weakened: bool) -> Result<PathBuf> {
+    let m = hull_image::Manifest::load(&manifest())?;
+    let bins = m.binaries();
+    let ws = paths::workspace();
+    let target = paths::target();
+    let out = target.join(if weakened {
+        "hull-bin-weakened"
+    } else {
+        "hull-bin"
+    });
+    fs::create_dir_all(&out)?;
+    let _dir = sh.push_dir(&ws);
+    let (init, rest): (Vec<&str>, Vec<&str>) = bins.iter().partition(|b| **b == "hull-init");
+    if !rest.is_empty() {
+        let args: Vec<String> = rest
+            .iter()
+            .flat_map(|b| ["--bin".to_string(), b.to_string()])
+            .collect();
+        cmd!(sh, "cargo build --release {args...}").run()?;
+        for b in &rest {
+            fs::copy(target.join("release").join(b), out.join(b))
+                .with_context(|| format!("copying {b}"))?;
+        }
+    }
+    if !init.is_empty() {
+        let triple = "x86_64-unknown-linux-gnu";
+        let features: &[&str] = if weakened {
+            &["--features", "hull-init/weakened-no-guard"]
+        } else {
+            &[]
+        };
+        cmd!(
+            sh,
+            "cargo build --release --bin hull-init --target {triple} {features...}"
+        )
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .run()?;
+        fs::copy(
+            target.join(triple).join("release/hull-init"),
+            out.join("hull-init"),
+        )?;
+    }
+    Ok(out)
+}
+
+/// `cargo xtask image`: kernel + binaries + rootfs -> target/hull-image.
+pub fn image(args: &ImageArgs) -> Result<PathBuf> {
+    if !deps::is_root() {
+        bail!("building the image needs root (mmdebstrap --mode=root, file ownership in the root)");
+    }
+    if !args.no_deps {
+        deps::run()?;
+    }
+    let k = kernel::run(&kernel::Args::default())?;
+    let sh = Shell::new()?;
+    let bins = build_vm_binaries(&sh, args.weakened)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.weakened {
+            paths::target().join("hull-image-weakened")
+        } else {
+            paths::image_out()
+        }
+    });
+    let report = hull_image::build(&hull_image::Inputs {
+        manifest: manifest(),
+        kernel: k.image,
+        bin_dir: bins,
+        out: out.clone(),
+        cache: paths::cache(),
+        fresh_rootfs: args.fresh_rootfs,
+    })?;
+    eprintln!("[image] {}\n{report}", out.display());
+    Ok(out)
+}
+
+/// The `hull` binary of this checkout (built on demand).
+pub fn hull_bin(sh: &Shell) -> Result<PathBuf> {
+    let _dir = sh.push_dir(paths::workspace());
+    cmd!(sh, "cargo build --release --bin hull").quiet().run()?;
+    Ok(paths::target().join("release/hull"))
+}
+
+pub fn up(args: &UpArgs) -> Result<()> {
+    let image = image(&args.image)?;
+    let sh = Shell::new()?;
+    let hull = hull_bin(&sh)?;
+    let extra = &args.hull_args;
+    cmd!(sh, "{hull} up --image {image} {extra...}").run()?;
+    Ok(())
+}
+
+pub fn down(args: &DownArgs) -> Result<()> {
+    let sh = Shell::new()?;
+    let hull = hull_bin(&sh)?;
+    let force = args.force.then_some("--force");
+    cmd!(sh, "{hull} down {force...}").run()?;
+    Ok(())
+}
+
+pub fn image_ready(dir: &Path) -> bool {
+    dir.join(hull_image::pack::KERNEL).exists() && dir.join(hull_image::pack::ROOT_RAW).exists()
+}
