@@ -127,6 +127,13 @@ pub fn exe_race(seconds: u64, stop_file: &str) -> i32 {
         }
         std::thread::yield_now();
     }
+    // The stop file's writer (a `docker exec`) is still in the container
+    // when the file appears; if this init exited now, the kernel would
+    // SIGKILL it with the pid namespace and the exec would report 137.
+    let settle = Instant::now() + Duration::from_secs(30);
+    while others_alive(me) && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     if r.written.is_empty() {
         println!(
             "DENIED pids={} foreign={} exe_refused={} gone={} write_refused={}",
@@ -137,6 +144,30 @@ pub fn exe_race(seconds: u64, stop_file: &str) -> i32 {
         println!("ALLOWED opened for writing: {}", r.written.join(" "));
         1
     }
+}
+
+/// Whether any process other than `me` still runs in this pid namespace
+/// (zombies have exited: their status is already fixed).
+fn others_alive(me: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            return false;
+        };
+        if pid == me {
+            return false;
+        }
+        // The state follows the last ')' (the command name may hold one).
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .is_some_and(|zombie| !zombie)
+    })
 }
 
 fn try_exe(pid: u32, root_dev: u64, r: &mut ExeRace) {
