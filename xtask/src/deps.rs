@@ -63,26 +63,46 @@ fn installed(sh: &Shell, pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn apt(sh: &Shell) -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
+fn missing(sh: &Shell) -> Vec<&'static str> {
+    APT_PACKAGES
         .iter()
         .copied()
         .filter(|p| !installed(sh, p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("[deps] installing {}", missing.join(" "));
+        .collect()
+}
+
+fn apt(sh: &Shell) -> Result<()> {
     let apt = if is_root() { "apt-get" } else { "sudo" };
     let pre: &[&str] = if is_root() { &[] } else { &["apt-get"] };
-    cmd!(sh, "{apt} {pre...} update -q").run()?;
-    cmd!(
-        sh,
-        "{apt} {pre...} install -y -q --no-install-recommends {missing...}"
-    )
-    .env("DEBIAN_FRONTEND", "noninteractive")
-    .run()
-    .context("apt-get install failed")?;
+    let mut updated = false;
+    // A second pass, because one install can remove a package another needs:
+    // a machine with a backported qemu-utils (10.x) loses it when bookworm's
+    // qemu-system-x86 (7.2) comes in, and then needs bookworm's qemu-utils.
+    for pass in 1..=2 {
+        let missing = missing(sh);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        eprintln!("[deps] installing (pass {pass}) {}", missing.join(" "));
+        if !updated {
+            cmd!(sh, "{apt} {pre...} update -q").run()?;
+            updated = true;
+        }
+        cmd!(
+            sh,
+            "{apt} {pre...} install -y -q --no-install-recommends {missing...}"
+        )
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .context("apt-get install failed")?;
+    }
+    let still = missing(sh);
+    if !still.is_empty() {
+        bail!(
+            "apt-get left these packages uninstalled: {} (does another installed package conflict with them?)",
+            still.join(" ")
+        );
+    }
     Ok(())
 }
 
