@@ -28,6 +28,10 @@ pub struct Args {
     /// Skip the host-tier benchmarks (runtime lifecycle, guard, gate).
     #[arg(long)]
     pub no_host: bool,
+    /// Also run hull-runtime with --debug in the in-VM runtime benchmark and
+    /// keep its stage timestamps (target/bench/runtime-trace.log).
+    #[arg(long)]
+    pub trace_runtime: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -208,7 +212,7 @@ fn vm_metrics(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
     }
     m.extend(ping_metrics(&vm, args.pings)?);
     m.extend(throughput_metrics(&vm)?);
-    m.extend(runtime_metrics(&vm)?);
+    m.extend(runtime_metrics(&vm, args.trace_runtime)?);
     Ok(m)
 }
 
@@ -365,13 +369,23 @@ fn host_metrics() -> Result<Vec<Metric>> {
 
 /// Container create to delete in the VM: hull-runtime vs Debian's runc and
 /// crun, same bundle, interleaved, one boot.
-fn runtime_metrics(vm: &Vm) -> Result<Vec<Metric>> {
+fn runtime_metrics(vm: &Vm, trace: bool) -> Result<Vec<Metric>> {
     let v = hull_qemu::control::request(
         &vm.home.join("vsock.sock"),
-        &json!({"op": "bench-runtimes", "iterations": 20}),
+        &json!({"op": "bench-runtimes", "iterations": 20, "trace": trace}),
     )?;
     if let Some(e) = v.get("error") {
         bail!("runtime benchmark: {e}");
+    }
+    if trace {
+        let log = v["hull-trace"]["last_log"].as_str().unwrap_or_default();
+        let out = paths::target().join("bench");
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join("runtime-trace.log"), log)?;
+        eprintln!(
+            "[bench] hull-runtime --debug stages of the last round: {}",
+            out.join("runtime-trace.log").display()
+        );
     }
     let med = |k: &str| v[k]["median_ms"].as_f64().unwrap_or(f64::NAN);
     let (hull, runc, crun) = (med("hull"), med("runc"), med("crun"));
