@@ -27,7 +27,12 @@ fn send(
 
 /// One request, one JSON reply.
 pub fn request(uds: &Path, req: &Value) -> io::Result<Value> {
-    let mut r = send(uds, req, Some(std::time::Duration::from_secs(60)))?;
+    request_within(uds, req, std::time::Duration::from_secs(60))
+}
+
+/// [`request`] for answers that take long to compute (benchmarks).
+pub fn request_within(uds: &Path, req: &Value, within: std::time::Duration) -> io::Result<Value> {
+    let mut r = send(uds, req, Some(within))?;
     match r.next_frame()? {
         Some(Frame::Data(d)) => {
             serde_json::from_slice(&d).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))

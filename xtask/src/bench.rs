@@ -370,10 +370,13 @@ fn host_metrics() -> Result<Vec<Metric>> {
 /// Container create to delete in the VM: hull-runtime vs Debian's runc and
 /// crun, same bundle, interleaved, one boot.
 fn runtime_metrics(vm: &Vm, trace: bool) -> Result<Vec<Metric>> {
-    let v = hull_qemu::control::request(
+    // 22 rounds of four or five runtimes: minutes under a slow TCG host.
+    let v = hull_qemu::control::request_within(
         &vm.home.join("vsock.sock"),
         &json!({"op": "bench-runtimes", "iterations": 20, "trace": trace}),
-    )?;
+        Duration::from_secs(900),
+    )
+    .context("the in-VM runtime benchmark")?;
     if let Some(e) = v.get("error") {
         bail!("runtime benchmark: {e}");
     }
