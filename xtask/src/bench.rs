@@ -382,12 +382,14 @@ fn runtime_metrics(vm: &Vm, trace: bool) -> Result<Vec<Metric>> {
     }
     if trace {
         let log = v["hull-trace"]["last_log"].as_str().unwrap_or_default();
-        let out = paths::target().join("bench");
-        std::fs::create_dir_all(&out)?;
-        std::fs::write(out.join("runtime-trace.log"), log)?;
+        let file = paths::target().join("bench").join("runtime-trace.log");
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&file, log)?;
         eprintln!(
             "[bench] hull-runtime --debug stages of the last round: {}",
-            out.join("runtime-trace.log").display()
+            file.display()
         );
     }
     let med = |k: &str| v[k]["median_ms"].as_f64().unwrap_or(f64::NAN);

@@ -74,7 +74,6 @@ fn missing(sh: &Shell) -> Vec<&'static str> {
 fn apt(sh: &Shell) -> Result<()> {
     let apt = if is_root() { "apt-get" } else { "sudo" };
     let pre: &[&str] = if is_root() { &[] } else { &["apt-get"] };
-    let mut updated = false;
     // A second pass, because one install can remove a package another needs:
     // a machine with a backported qemu-utils (10.x) loses it when bookworm's
     // qemu-system-x86 (7.2) comes in, and then needs bookworm's qemu-utils.
@@ -84,9 +83,8 @@ fn apt(sh: &Shell) -> Result<()> {
             return Ok(());
         }
         eprintln!("[deps] installing (pass {pass}) {}", missing.join(" "));
-        if !updated {
+        if pass == 1 {
             cmd!(sh, "{apt} {pre...} update -q").run()?;
-            updated = true;
         }
         cmd!(
             sh,
