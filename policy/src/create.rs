@@ -1109,6 +1109,114 @@ mod tests {
         assert!(parse(json!({"HostConfig": {"SecurityOpt": "seccomp=unconfined"}})).is_err());
     }
 
+    fn seccomp(profile: &str) -> Result<CreateRequest, Refusal> {
+        let opt = format!("seccomp={profile}");
+        parse(json!({"HostConfig": {"SecurityOpt": [opt]}}))
+    }
+
+    /// Syscalls Docker's default profile keeps from containers (x86_64);
+    /// a profile that allows all of them is `unconfined` by another name.
+    const EVERY_WITHHELD: &str = r#""acct","add_key","bpf","clock_adjtime","clock_settime","delete_module","finit_module","init_module","ioperm","iopl","kcmp","kexec_file_load","kexec_load","keyctl","mount","move_pages","name_to_handle_at","open_by_handle_at","perf_event_open","pivot_root","process_vm_readv","process_vm_writev","ptrace","quotactl","reboot","request_key","setns","settimeofday","swapon","swapoff","umount2","unshare","userfaultfd""#;
+
+    // attacks.md #28: the engine decodes the profile with Go's
+    // encoding/json (keys matched case-insensitively, the last of
+    // duplicates wins); the gate must read it the same way.
+    #[test]
+    fn seccomp_profiles_are_read_as_the_engine_reads_them() {
+        for p in [
+            r#"{"DefaultAction":"SCMP_ACT_ALLOW"}"#,
+            r#"{"defaultaction":"SCMP_ACT_ALLOW"}"#,
+            r#"{"DEFAULTACTION":"SCMP_ACT_LOG"}"#,
+            "{\"default\u{212A}ction\":\"SCMP_ACT_ALLOW\"}",
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","DefaultAction":"SCMP_ACT_ALLOW"}"#,
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","Syscalls":[]}"#,
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"Names":["ptrace"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["ptrace"],"ACTION":"SCMP_ACT_ALLOW"}]}"#,
+        ] {
+            let e = seccomp(p).expect_err(p);
+            assert_eq!(e.status.code(), 400, "{p}: {}", e.message);
+            assert!(e.message.contains("seccomp profile"), "{p}: {}", e.message);
+            assert!(e.message.contains("must be spelt"), "{p}: {}", e.message);
+        }
+        // Duplicates spelt alike: refused by the reader, not "last wins".
+        let e = seccomp(r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultAction":"SCMP_ACT_ALLOW"}"#)
+            .unwrap_err();
+        assert_eq!(e.status.code(), 400);
+        assert!(e.message.contains("duplicate key"), "{}", e.message);
+        // What serde_json cannot read but Go can (a lone surrogate) must not
+        // pass unread.
+        let e = seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW","comment":"\ud800"}"#).unwrap_err();
+        assert!(e.message.contains("seccomp"), "{}", e.message);
+        // No default action: the engine would pass an empty one on.
+        for p in [r#"{}"#, r#"{"defaultAction":null}"#, r#"{"defaultAction":"SCMP_ACT_NOPE"}"#] {
+            let e = seccomp(p).expect_err(p);
+            assert!(e.message.contains("defaultAction"), "{p}: {}", e.message);
+        }
+        // Allowing every syscall one by one is unconfined by another name.
+        let names = format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{{"names":[{EVERY_WITHHELD},"read","write"],"action":"SCMP_ACT_ALLOW"}}]}}"#
+        );
+        let e = seccomp(&names).unwrap_err();
+        assert_eq!(e.status.code(), 403, "{}", e.message);
+        assert!(e.message.contains("seccomp can't be disabled"), "{}", e.message);
+        // ... also split over rules and the deprecated "name".
+        let split: Vec<String> = EVERY_WITHHELD
+            .split(',')
+            .map(|n| format!(r#"{{"name":{n},"action":"SCMP_ACT_LOG"}}"#))
+            .collect();
+        let split = format!(
+            r#"{{"defaultAction":"SCMP_ACT_KILL","syscalls":[{}]}}"#,
+            split.join(",")
+        );
+        assert_eq!(seccomp(&split).unwrap_err().status.code(), 403);
+        // A notify listener is a VM socket.
+        let e = seccomp(r#"{"defaultAction":"SCMP_ACT_ERRNO","listenerPath":"/run/hull/guard.sock"}"#)
+            .unwrap_err();
+        assert!(e.message.contains("listenerPath"), "{}", e.message);
+        // Narrow profiles pass (the runtime adds its deny list on top).
+        for p in [
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":1,"architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["ptrace","mount"],"action":"SCMP_ACT_ALLOW","comment":"debuggers"}]}"#,
+            r#"{"defaultAction":"SCMP_ACT_KILL_PROCESS","unknownKey":1}"#,
+        ] {
+            assert!(seccomp(p).is_ok(), "{p}: {:?}", seccomp(p).err());
+        }
+    }
+
+    #[test]
+    fn cgroup_parent_stays_under_the_containers_slice() {
+        for cp in ["/docker", "docker", "/docker/ci", "/docker/ci/jobs", "docker/ci", ""] {
+            assert!(
+                parse(json!({"HostConfig": {"CgroupParent": cp}})).is_ok(),
+                "{cp}"
+            );
+        }
+        let other = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        for cp in [
+            "/",
+            "/hull",
+            "/init.scope",
+            "system.slice",
+            "/docker/../hull",
+            "/docker/..",
+            "/docker/./x",
+            "//docker",
+            "/docker//x",
+            "/dockerx",
+            "docker.slice:docker:x",
+            &format!("/docker/{other}"),
+            &format!("/docker/{other}/x"),
+        ] {
+            let e = parse(json!({"HostConfig": {"CgroupParent": cp}})).expect_err(cp);
+            assert_eq!(e.status.code(), 403, "{cp}");
+            assert!(
+                e.message.starts_with("hull: --cgroup-parent"),
+                "{cp}: {}",
+                e.message
+            );
+        }
+    }
+
     #[test]
     fn privileged_is_allowed() {
         let r = parse(json!({"HostConfig": {"Privileged": true, "CapAdd": ["ALL"]}})).unwrap();

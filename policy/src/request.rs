@@ -218,6 +218,25 @@ mod tests {
     }
 
     #[test]
+    fn build_cgroup_parent_and_container_network_refused() {
+        let eff = Effective::default();
+        for (t, want) in [
+            ("/v1.43/build?cgroupparent=/", "--cgroup-parent"),
+            ("/v1.43/build?CgroupParent=/docker/x", "--cgroup-parent"),
+            ("/v1.43/build?cgroupparent=%2Fhull", "--cgroup-parent"),
+            ("/v1.43/build?networkmode=container:abc", "--network=container:"),
+            ("/v1.43/build?networkmode=CONTAINER%3Aabc", "--network=container:"),
+            ("/v1.43/build?NetworkMode=%20container:abc", "--network=container:"),
+        ] {
+            let e = check(&eff, "POST", t, Channel::Host).unwrap_err();
+            assert_eq!(e.status.code(), 403, "{t}");
+            assert!(e.message.contains(want), "{t}: {}", e.message);
+        }
+        assert!(check(&eff, "POST", "/v1.43/build?cgroupparent=", Channel::Host).is_ok());
+        assert!(check(&eff, "POST", "/v1.43/build?networkmode=mynet", Channel::Host).is_ok());
+    }
+
+    #[test]
     fn refused_routes_and_load() {
         let eff = Effective::default();
         assert!(check(
