@@ -139,6 +139,7 @@ async fn decide(
     };
 
     if let Some(port) = crate::hull_api::tunnel_port(peer, method, target, &parts.headers)? {
+        crate::hull_api::check_published(gate, port).await?;
         return Ok(Admission::Tunnel(port));
     }
     if target == "/hull" || target.starts_with("/hull/") || target.starts_with("/hull?") {

@@ -139,11 +139,18 @@ pub(crate) async fn inspect_hull_created(gate: &Gate, id: &str) -> Result<Option
 
 /// Refuses to inherit from or join a container that was not created under
 /// hull's policy, or whose mounts include a per-container socket (that
-/// would hand its Docker socket to an image nobody checked).
-async fn check_other_container(gate: &Gate, name: &str, inherit: bool) -> Result<(), Reject> {
-    // No such container: the engine will refuse the create itself.
+/// would hand its Docker socket to an image nobody checked). Returns the
+/// checked container's full id, which the forwarded body is pinned to.
+async fn check_other_container(gate: &Gate, name: &str, inherit: bool) -> Result<String, Reject> {
+    // No such container: refused here rather than left to the engine, which
+    // would resolve the name again later (a container made meanwhile under
+    // that name would be joined unchecked).
     let Some(info) = inspect_hull_created(gate, name).await? else {
-        return Ok(());
+        return Err(Refusal::bad_request(format!(
+            "hull: no such container: {}",
+            hull_policy::json::escape_for_message(name)
+        ))
+        .into());
     };
     let shown = info.get("Name").and_then(Value::as_str).unwrap_or(name);
     if inherit && holds_socket(gate, &info) {
@@ -153,7 +160,18 @@ async fn check_other_container(gate: &Gate, name: &str, inherit: bool) -> Result
         ))
         .into());
     }
-    Ok(())
+    match info.get("Id").and_then(Value::as_str) {
+        Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(id.to_string())
+        }
+        _ => Err(Reject::plain(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "hull: the engine gave no container id for {}",
+                hull_policy::json::escape_for_message(name)
+            ),
+        )),
+    }
 }
 
 /// Whether a container's mounts include one of the gate's sockets.
@@ -226,11 +244,17 @@ pub async fn container_create(
         check_existing_volume(gate, &name).await?;
     }
 
+    // Each container is pinned to the id that was checked.
+    let mut pins = Vec::new();
     for name in &req.volumes_from {
-        check_other_container(gate, name, true).await?;
+        pins.push((name.clone(), check_other_container(gate, name, true).await?));
     }
     for join in &req.joins {
-        check_other_container(gate, &join.container, false).await?;
+        let id = check_other_container(gate, &join.container, false).await?;
+        pins.push((join.container.clone(), id));
+    }
+    for (name, id) in pins {
+        req.pin_container(&name, &id);
     }
 
     let mut socket = None;

@@ -6,7 +6,9 @@
 //!   policy (runtime other than hull), for `hull status`;
 //! - `POST /hull/v1/forward?port=N` with `Upgrade: tcp`: a byte stream to
 //!   127.0.0.1:N in the VM, where Docker publishes container ports; the host
-//!   CLI uses it to make published ports reachable on the host.
+//!   CLI uses it to make published ports reachable on the host. Only a TCP
+//!   port a running container publishes is reached, never any other
+//!   loopback port of the VM (403).
 //!
 //! Nothing here changes anything, and per-container sockets get a refusal
 //! for every `/hull/` path.
@@ -48,6 +50,42 @@ pub fn tunnel_port(
         .filter(|p| *p != 0)
         .ok_or_else(|| Reject::plain(StatusCode::BAD_REQUEST, "hull: forward?port=<1-65535>"))?;
     Ok(Some(port))
+}
+
+/// The message of a forward to a port no container publishes.
+pub const NOT_PUBLISHED: &str = "is not published by any container";
+
+/// TCP ports that running containers publish (`PublicPort` of
+/// `GET /containers/json`), the only ones forward reaches.
+pub fn published_tcp_ports(containers: &Value) -> std::collections::BTreeSet<u16> {
+    containers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c.get("Ports").and_then(Value::as_array).into_iter().flatten())
+        .filter(|p| p.get("Type").and_then(Value::as_str) == Some("tcp"))
+        .filter_map(|p| p.get("PublicPort").and_then(Value::as_u64))
+        .filter_map(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+        .collect()
+}
+
+/// Refuses a forward to a port no running container publishes: the VM's
+/// loopback holds nothing else the host may reach.
+pub async fn check_published(gate: &Gate, port: u16) -> Result<(), Reject> {
+    let list = gate
+        .engine
+        .get_json("/containers/json")
+        .await
+        .map_err(|e| Reject::engine(&e))?
+        .unwrap_or(Value::Null);
+    if published_tcp_ports(&list).contains(&port) {
+        return Ok(());
+    }
+    Err(Reject::refused(
+        StatusCode::FORBIDDEN,
+        format!("hull: port {port} in the VM {NOT_PUBLISHED} (forward reaches only published ports)"),
+    ))
 }
 
 pub async fn answer(
@@ -124,4 +162,27 @@ pub async fn unprotected(gate: &Gate) -> Result<Vec<Value>, Reject> {
         }));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_published_tcp_ports_count() {
+        let list = json!([
+            {"Ports": [
+                {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+                {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+                {"PrivatePort": 443, "Type": "tcp"},
+                {"IP": "0.0.0.0", "PrivatePort": 53, "PublicPort": 5353, "Type": "udp"}
+            ]},
+            {"Ports": [{"IP": "127.0.0.1", "PrivatePort": 22, "PublicPort": 2222, "Type": "tcp"}]},
+            {"Ports": null},
+            {}
+        ]);
+        let ports = published_tcp_ports(&list);
+        assert_eq!(ports.into_iter().collect::<Vec<_>>(), vec![2222, 8080]);
+        assert!(published_tcp_ports(&Value::Null).is_empty());
+    }
 }

@@ -19,6 +19,18 @@ use crate::state::{Gate, Peer};
 /// descriptors; the docker CLI uses a handful.
 pub const HOST_CONNECTIONS: usize = 512;
 
+/// The host's vsock CID (`VMADDR_CID_HOST`): the only peer the vsock
+/// listener serves.
+pub const HOST_CID: u32 = 2;
+
+/// Whether a vsock peer may talk to the gate: only the host. Containers
+/// cannot open AF_VSOCK at all (seccomp, attacks.md #20); this keeps
+/// anything else in the VM (a local or loopback CID) off the host channel,
+/// which carries the host's full rights.
+pub fn vsock_peer_allowed(cid: u32) -> bool {
+    cid == HOST_CID
+}
+
 pub fn bind_vsock(port: u32) -> std::io::Result<VsockListener> {
     VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, port))
 }
@@ -49,6 +61,16 @@ pub async fn serve_vsock(listener: VsockListener, gate: Arc<Gate>) {
                 continue;
             }
         };
+        if !vsock_peer_allowed(peer.cid()) {
+            tracing::warn!(
+                cid = peer.cid(),
+                port = peer.port(),
+                "vsock connection from CID {} closed: only the host (CID {HOST_CID}) may connect",
+                peer.cid()
+            );
+            drop(stream);
+            continue;
+        }
         let gate = gate.clone();
         tokio::spawn(async move {
             let io = Framed::new(stream);
@@ -81,5 +103,20 @@ pub async fn serve_unix(listener: UnixListener, gate: Arc<Gate>) {
             }
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_host_cid_is_served() {
+        assert!(vsock_peer_allowed(2));
+        // VMADDR_CID_HYPERVISOR, VMADDR_CID_LOCAL, the guest's own CID,
+        // other guests, VMADDR_CID_ANY.
+        for cid in [0, 1, 3, 4, 42, u32::MAX] {
+            assert!(!vsock_peer_allowed(cid), "{cid}");
+        }
     }
 }

@@ -1,6 +1,8 @@
-//! The control port: vsock 1024, reachable from the host only (containers
-//! have no AF_VSOCK). One JSON request per connection, in a channel data
-//! frame; replies are data frames (one JSON object, or log text for `logs`).
+//! The control port: vsock 1024, for the host only: containers have no
+//! AF_VSOCK, and a connection whose peer is not the host's CID (2) is
+//! closed unanswered and logged. One JSON request per connection, in a
+//! channel data frame; replies are data frames (one JSON object, or log
+//! text for `logs`).
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -10,7 +12,8 @@ use std::time::Duration;
 use hull_channel::sync::{write_frame, write_hello, FrameReader};
 use hull_channel::Frame;
 use nix::sys::socket::{
-    accept, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, VsockAddr,
+    accept, bind, getpeername, listen, socket, AddressFamily, Backlog, SockFlag, SockType,
+    VsockAddr,
 };
 use serde::Deserialize;
 
@@ -53,6 +56,16 @@ pub enum Request {
     Echo {
         port: u32,
     },
+    /// Test: a one-shot TCP listener on the VM's loopback (`port` ≥ 1024)
+    /// that writes `hull-listener` to the first connection within
+    /// `seconds` (at most 120) and then closes; answers
+    /// `{"listening": port}` once bound. The VM tier uses it to show that
+    /// the gate's forward never reaches a loopback port no container
+    /// publishes.
+    LoopbackListen {
+        port: u16,
+        seconds: u64,
+    },
     /// Benchmark: hull-runtime vs runc vs crun, create to delete.
     BenchRuntimes {
         iterations: u32,
@@ -92,6 +105,22 @@ pub fn listen_vsock(port: u32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The host's vsock CID (`VMADDR_CID_HOST`).
+pub const HOST_CID: u32 = libc::VMADDR_CID_HOST;
+
+/// Whether a control connection's peer may be served: only the host. The
+/// port can stop services and read every log; containers cannot open
+/// AF_VSOCK (seccomp), and this keeps anything else in the VM off it too.
+pub fn peer_allowed(cid: u32) -> bool {
+    cid == HOST_CID
+}
+
+/// The peer CID of a connected vsock stream.
+fn peer_cid(conn: &Conn) -> io::Result<u32> {
+    let addr: VsockAddr = getpeername(conn.0.as_raw_fd())?;
+    Ok(addr.cid())
+}
+
 /// Accepts control connections forever, one thread each.
 pub fn serve(tx: Sender<Event>) {
     let listener = match listen_vsock(hull_channel::CONTROL_PORT) {
@@ -112,6 +141,19 @@ pub fn serve(tx: Sender<Event>) {
                 Ok(fd) => {
                     // SAFETY: accept returned a new descriptor that nothing else owns.
                     let conn = Conn(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) });
+                    match peer_cid(&conn) {
+                        Ok(cid) if peer_allowed(cid) => {}
+                        Ok(cid) => {
+                            crate::warn!(
+                                "control connection from vsock CID {cid} closed: only the host (CID {HOST_CID}) may connect"
+                            );
+                            continue;
+                        }
+                        Err(e) => {
+                            crate::warn!("control connection closed: its peer is unknown: {e}");
+                            continue;
+                        }
+                    }
                     let tx = tx.clone();
                     let _ = std::thread::Builder::new()
                         .name("control-conn".into())
@@ -165,6 +207,9 @@ fn handle(conn: Conn, tx: Sender<Event>) -> io::Result<()> {
             framed,
         } => reply_json(&mut w, &crate::bench::sink(port, bytes, framed)),
         Request::Echo { port } => reply_json(&mut w, &crate::bench::echo(port)),
+        Request::LoopbackListen { port, seconds } => {
+            reply_json(&mut w, &loopback_listen(port, seconds))
+        }
         Request::BenchRuntimes { iterations, trace } => {
             reply_json(&mut w, &crate::bench::runtimes(iterations, trace))
         }
@@ -178,6 +223,47 @@ fn handle(conn: Conn, tx: Sender<Event>) -> io::Result<()> {
                 .unwrap_or_else(|_| serde_json::json!({"error": "init did not answer"}));
             reply_json(&mut w, &v)
         }
+    }
+}
+
+/// See [`Request::LoopbackListen`].
+fn loopback_listen(port: u16, seconds: u64) -> serde_json::Value {
+    if port < 1024 {
+        return serde_json::json!({"error": format!("port {port}: only ports from 1024 up")});
+    }
+    let listener = match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(l) => l,
+        Err(e) => return serde_json::json!({"error": format!("127.0.0.1:{port}: {e}")}),
+    };
+    if let Err(e) = listener.set_nonblocking(true) {
+        return serde_json::json!({"error": format!("127.0.0.1:{port}: {e}")});
+    }
+    let spawned = std::thread::Builder::new()
+        .name("loopback-listen".into())
+        .spawn(move || {
+            let deadline =
+                std::time::Instant::now() + Duration::from_secs(seconds.clamp(1, 120));
+            while std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut s, peer)) => {
+                        crate::info!("loopback test listener {port}: connection from {peer}");
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.write_all(b"hull-listener\n");
+                        return;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        crate::warn!("loopback test listener {port}: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => serde_json::json!({"listening": port}),
+        Err(e) => serde_json::json!({"error": format!("no thread for the listener: {e}")}),
     }
 }
 
@@ -250,5 +336,34 @@ fn peer_gone(peer: &mut Conn) -> bool {
             true
         }
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_host_may_use_the_control_port() {
+        assert!(peer_allowed(2));
+        // VMADDR_CID_HYPERVISOR, VMADDR_CID_LOCAL, the guest's own CID,
+        // other guests, VMADDR_CID_ANY.
+        for cid in [0, 1, 3, 4, 42, u32::MAX] {
+            assert!(!peer_allowed(cid), "{cid}");
+        }
+    }
+
+    #[test]
+    fn the_test_listener_op_parses() {
+        let r: Request =
+            serde_json::from_str(r#"{"op": "loopback-listen", "port": 28082, "seconds": 20}"#)
+                .unwrap();
+        assert!(matches!(
+            r,
+            Request::LoopbackListen {
+                port: 28082,
+                seconds: 20
+            }
+        ));
     }
 }

@@ -260,6 +260,7 @@ fn control_reply(sup: &mut Supervisor, facts: &Facts, req: control::Request) -> 
         | control::Request::EnginePing { .. }
         | control::Request::Sink { .. }
         | control::Request::Echo { .. }
+        | control::Request::LoopbackListen { .. }
         | control::Request::BenchRuntimes { .. } => json!({"error": "served by the connection"}),
     }
 }

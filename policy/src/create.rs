@@ -401,7 +401,9 @@ impl CreateRequest {
     ///   `NetworkMode` = `host` (or an endpoint on the `host` network) are
     ///   refused with ECI's messages; `UsernsMode` = `host` is dropped;
     /// - seccomp disabled (`seccomp=unconfined`, `seccomp:unconfined`, or a
-    ///   profile whose `defaultAction` allows or only logs) is refused;
+    ///   profile that is `unconfined` by another name: see
+    ///   [`SECCOMP_WITHHELD`] and `check_seccomp`) is refused, and profiles
+    ///   are read like the engine reads them (Go's key folding);
     ///   `apparmor=...` passes (the VM kernel has no AppArmor, so it
     ///   changes nothing); `MaskedPaths`/`ReadonlyPaths` that drop any
     ///   default path (what `systempaths=unconfined` sends) are refused;
@@ -414,7 +416,8 @@ impl CreateRequest {
     ///   volume options other than tmpfs or a bind are refused;
     /// - log options that read VM files or write to VM sockets, annotations
     ///   with a [`RESERVED_ANNOTATION_PREFIXES`] prefix, and a
-    ///   `CgroupParent` with `..` are refused;
+    ///   `CgroupParent` outside the containers' slice (`check_cgroup_parent`)
+    ///   are refused;
     /// - `Privileged`, `CapAdd` and everything else pass (they are confined
     ///   by the user namespace and the runtime).
     pub fn parse(body: &[u8], ctx: &CreateContext<'_>) -> Result<CreateRequest, Refusal> {
@@ -553,11 +556,7 @@ impl CreateRequest {
         check_devices(hc)?;
 
         if let Some(cp) = get_str(hc, "CgroupParent", P)? {
-            if cp.split('/').any(|s| s == "..") {
-                return Err(Refusal::forbidden(
-                    "hull: HostConfig.CgroupParent must not contain '..'",
-                ));
-            }
+            check_cgroup_parent(cp)?;
         }
         for (k, _) in get_str_map(hc, "Annotations", P)? {
             if RESERVED_ANNOTATION_PREFIXES
@@ -755,6 +754,45 @@ impl CreateRequest {
         Ok(())
     }
 
+    /// Pins every reference to container `given` (`--volumes-from`,
+    /// `--network`/`--pid`/`--ipc`/`--cgroupns`-style `container:<given>`)
+    /// to `id`, the full id of the container the gate checked, so that a
+    /// rename or a new container under that name between the check and the
+    /// engine's create (or the container's start, when the engine resolves
+    /// the name again) cannot swap in another container.
+    pub fn pin_container(&mut self, given: &str, id: &str) {
+        let Some(hc) = self
+            .body
+            .get_mut("HostConfig")
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        let joined = format!("container:{given}");
+        for key in ["NetworkMode", "PidMode", "IpcMode", "Cgroup"] {
+            if let Some(v) = hc.get_mut(key) {
+                if v.as_str() == Some(joined.as_str()) {
+                    *v = Value::String(format!("container:{id}"));
+                }
+            }
+        }
+        if let Some(Value::Array(list)) = hc.get_mut("VolumesFrom") {
+            for entry in list.iter_mut() {
+                let Some(e) = entry.as_str() else { continue };
+                let (name, mode) = match e.split_once(':') {
+                    Some((n, m)) => (n, Some(m)),
+                    None => (e, None),
+                };
+                if name == given {
+                    *entry = Value::String(match mode {
+                        Some(m) => format!("{id}:{m}"),
+                        None => id.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Pins `Image` to an exact reference (an image id or `name@digest`)
     /// so a re-tag between the gate's check and the engine's create cannot
     /// swap the image. Worth doing when a socket mount was granted.
@@ -795,13 +833,7 @@ fn check_security_opts(opts: &[&str]) -> Result<(), Refusal> {
             .unwrap_or((opt, ""));
         let k = k.trim().to_ascii_lowercase();
         match k.as_str() {
-            "seccomp"
-                if v.trim().eq_ignore_ascii_case("unconfined") || seccomp_profile_allows_all(v) =>
-            {
-                return Err(Refusal::forbidden(
-                    "hull: seccomp can't be disabled (--security-opt seccomp=unconfined is not allowed)",
-                ));
-            }
+            "seccomp" => check_seccomp(v)?,
             "systempaths" => {
                 return Err(Refusal::forbidden(
                     "hull: --security-opt systempaths=unconfined is not allowed",
@@ -813,16 +845,199 @@ fn check_security_opts(opts: &[&str]) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// A custom profile whose default action lets every unlisted syscall
-/// through is `unconfined` by another name.
-fn seccomp_profile_allows_all(profile: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<Value>(profile) else {
-        return false;
+/// ECI's refusal for a disabled seccomp filter (also for profiles that are
+/// `unconfined` by another name).
+const SECCOMP_DISABLED: &str =
+    "hull: seccomp can't be disabled (--security-opt seccomp=unconfined is not allowed)";
+
+// The engine decodes a profile into moby's `seccomp.Seccomp` (which embeds
+// runtime-spec's `LinuxSeccomp`) and each rule into `seccomp.Syscall`.
+const SECCOMP_FIELDS: &[&str] = &[
+    "defaultAction",
+    "defaultErrnoRet",
+    "architectures",
+    "archMap",
+    "flags",
+    "listenerPath",
+    "listenerMetadata",
+    "syscalls",
+];
+const SECCOMP_RULE_FIELDS: &[&str] = &[
+    "names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes",
+];
+
+/// Default actions that refuse what the profile does not list.
+const SECCOMP_DENYING: &[&str] = &[
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+];
+/// Default actions that let unlisted calls run (or hand them to someone
+/// else to decide): a profile with one is `unconfined`.
+const SECCOMP_PERMISSIVE: &[&str] = &[
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_NOTIFY",
+];
+
+/// Syscalls Docker's default profile keeps from every container (x86_64,
+/// implemented ones). A profile whose rules allow all of them denies
+/// nothing Docker's own profile denies: `unconfined` by another name (what
+/// a profile listing every syscall does). Narrower profiles pass; the
+/// runtime adds its own deny list on top of any profile.
+pub const SECCOMP_WITHHELD: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "delete_module",
+    "finit_module",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "mount",
+    "move_pages",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "setns",
+    "settimeofday",
+    "swapon",
+    "swapoff",
+    "umount2",
+    "unshare",
+    "userfaultfd",
+];
+
+fn seccomp_bad(msg: impl std::fmt::Display) -> Refusal {
+    bad(format!("hull: seccomp profile: {msg}"))
+}
+
+/// `--security-opt seccomp=<value>`: `unconfined`, and profiles that are
+/// `unconfined` by another name, are refused (attacks.md #28). A profile
+/// is read the way the engine's Go decoder reads it, through the same
+/// rules as create bodies: duplicate keys refused, keys Go would fold onto
+/// a field but spelt otherwise (`DefaultAction`, `DEFAULTACTION`,
+/// `Syscalls`, `Names`...) refused, JSON this crate cannot read refused
+/// (never passed unread). A permissive or unknown `defaultAction`, a
+/// missing one, a notify `listenerPath` (a VM socket) and rules allowing
+/// every [`SECCOMP_WITHHELD`] syscall are refused.
+fn check_seccomp(value: &str) -> Result<(), Refusal> {
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("unconfined") {
+        return Err(Refusal::forbidden(SECCOMP_DISABLED));
+    }
+    // `builtin` (or nothing) is the engine's default profile.
+    if v.is_empty() || v == "builtin" {
+        return Ok(());
+    }
+    let node = json::parse(v.as_bytes(), Limits::API_BODY).map_err(seccomp_bad)?;
+    let profile = node.to_value().map_err(seccomp_bad)?;
+    let Value::Object(p) = &profile else {
+        return Err(seccomp_bad("must be a JSON object"));
     };
-    matches!(
-        v.get("defaultAction").and_then(Value::as_str),
-        Some("SCMP_ACT_ALLOW" | "SCMP_ACT_LOG" | "SCMP_ACT_TRACE" | "SCMP_ACT_NOTIFY")
-    )
+    const P: &str = "the seccomp profile";
+    check_keys(p, &[SECCOMP_FIELDS], P)?;
+    match get_str(p, "listenerPath", P)? {
+        None | Some("") => {}
+        Some(_) => {
+            return Err(Refusal::forbidden(
+                "hull: seccomp profile: listenerPath is not allowed (it names a socket in the VM)",
+            ))
+        }
+    }
+    match get_str(p, "defaultAction", P)? {
+        Some(a) if SECCOMP_DENYING.contains(&a) => {}
+        Some(a) if SECCOMP_PERMISSIVE.contains(&a) => {
+            return Err(Refusal::forbidden(SECCOMP_DISABLED))
+        }
+        Some(a) => {
+            return Err(seccomp_bad(format!(
+                "defaultAction \"{}\" is not a seccomp action hull knows",
+                escape_for_message(a)
+            )))
+        }
+        None => return Err(seccomp_bad("defaultAction is missing")),
+    }
+    let mut allowed = std::collections::BTreeSet::new();
+    for (i, rule) in get_array(p, "syscalls", P)?.iter().enumerate() {
+        let rp = format!("the seccomp profile's syscalls[{i}]");
+        let Some(rule) = as_object(rule, &rp)? else {
+            continue;
+        };
+        check_keys(rule, &[SECCOMP_RULE_FIELDS], &rp)?;
+        // Conditions (args, includes, excludes) are not weighed: a rule
+        // that may allow a call counts as allowing it.
+        if matches!(
+            get_str(rule, "action", &rp)?,
+            Some("SCMP_ACT_ALLOW" | "SCMP_ACT_LOG")
+        ) {
+            allowed.extend(get_str_list(rule, "names", &rp)?);
+            allowed.extend(get_str(rule, "name", &rp)?);
+        }
+    }
+    if SECCOMP_WITHHELD.iter().all(|s| allowed.contains(s)) {
+        return Err(Refusal::forbidden(SECCOMP_DISABLED));
+    }
+    Ok(())
+}
+
+/// The cgroup that holds the engine's containers (dockerd's cgroupfs
+/// driver puts a container at `<CgroupParent or /docker>/<id>`).
+pub const CONTAINERS_CGROUP: &str = "docker";
+
+/// `HostConfig.CgroupParent` (`--cgroup-parent`): the container's cgroup
+/// must stay in the containers' slice, `/docker` or a group below it
+/// (`/docker/ci`), never elsewhere in the VM's hierarchy (beside init's
+/// services, at the root) and never inside another container's cgroup
+/// (`/docker/<64 hex>`: that container's cgroup namespace would hold this
+/// one). Only clean paths pass: no `.`, `..`, empty components, or `:`
+/// (systemd's `slice:prefix:name`), since the engine joins and cleans the
+/// path before the runtime sees it.
+fn check_cgroup_parent(cp: &str) -> Result<(), Refusal> {
+    if cp.is_empty() {
+        return Ok(());
+    }
+    let refuse = |why: &str| {
+        Err(Refusal::forbidden(format!(
+            "hull: --cgroup-parent \"{}\" is not allowed: {why}",
+            escape_for_message(cp)
+        )))
+    };
+    let rel = cp.strip_prefix('/').unwrap_or(cp);
+    let parts: Vec<&str> = rel.split('/').collect();
+    if cp.contains(':')
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return refuse("it must be a clean path under /docker (e.g. /docker/<group>)");
+    }
+    if parts.first() != Some(&CONTAINERS_CGROUP) {
+        return refuse("a container's cgroup must stay under /docker (e.g. /docker/<group>)");
+    }
+    if parts
+        .iter()
+        .any(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return refuse("that is another container's cgroup");
+    }
+    Ok(())
 }
 
 fn check_devices(hc: &Map<String, Value>) -> Result<(), Refusal> {
@@ -1127,7 +1342,7 @@ mod tests {
             r#"{"DefaultAction":"SCMP_ACT_ALLOW"}"#,
             r#"{"defaultaction":"SCMP_ACT_ALLOW"}"#,
             r#"{"DEFAULTACTION":"SCMP_ACT_LOG"}"#,
-            "{\"default\u{212A}ction\":\"SCMP_ACT_ALLOW\"}",
+            "{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"\u{17f}yscalls\":[]}",
             r#"{"defaultAction":"SCMP_ACT_ERRNO","DefaultAction":"SCMP_ACT_ALLOW"}"#,
             r#"{"defaultAction":"SCMP_ACT_ERRNO","Syscalls":[]}"#,
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"Names":["ptrace"],"action":"SCMP_ACT_ALLOW"}]}"#,
@@ -1215,6 +1430,30 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn joined_containers_are_pinned_to_the_checked_id() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let mut r = parse(json!({"HostConfig": {
+            "NetworkMode": "container:web",
+            "PidMode": "container:web",
+            "IpcMode": "container:other",
+            "Cgroup": "container:web",
+            "VolumesFrom": ["web:ro", "web", "other"]
+        }}))
+        .unwrap();
+        r.pin_container("web", id);
+        let fwd: Value = serde_json::from_slice(&r.to_bytes()).unwrap();
+        let hc = &fwd["HostConfig"];
+        assert_eq!(hc["NetworkMode"], format!("container:{id}"));
+        assert_eq!(hc["PidMode"], format!("container:{id}"));
+        assert_eq!(hc["Cgroup"], format!("container:{id}"));
+        assert_eq!(hc["IpcMode"], "container:other");
+        assert_eq!(
+            hc["VolumesFrom"],
+            json!([format!("{id}:ro"), id, "other"])
+        );
     }
 
     #[test]

@@ -1205,6 +1205,7 @@ const INSPECTED_KEYS: &[&str] = &[
     "fromImage",
     "fromSrc",
     "networkmode",
+    "cgroupparent",
     "securityopt",
     "checkpoint",
     "checkpoint-dir",

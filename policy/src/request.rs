@@ -93,7 +93,8 @@ pub fn check_container_runtime(
     )))
 }
 
-/// The build policy on `POST /build` parameters: `networkmode=host`, the
+/// The build policy on `POST /build` parameters: `networkmode=host` and
+/// `networkmode=container:<id>`, any `cgroupparent`, the
 /// entitlements `network.host` and `security.insecure` wherever a
 /// parameter names them, `seccomp`/`systempaths` `unconfined` in
 /// `securityopt` (classic builder), and remote contexts other than
@@ -112,6 +113,19 @@ pub fn check_build(ep: &Endpoint) -> Result<(), Refusal> {
                 "hull: docker build --network=host is not allowed (containers never share the VM's network namespace)",
             ));
         }
+        let prefix = v.trim().get(..10).unwrap_or("");
+        if prefix.eq_ignore_ascii_case("container:") {
+            return Err(Refusal::forbidden(
+                "hull: docker build --network=container:<id> is not allowed (build steps never join another container's namespaces)",
+            ));
+        }
+    }
+    // The classic builder puts its step containers at `<cgroupparent>/<id>`:
+    // anywhere in the VM's cgroup hierarchy.
+    if ep.query_values_ci("cgroupparent").any(|v| !v.is_empty()) {
+        return Err(Refusal::forbidden(
+            "hull: docker build --cgroup-parent is not allowed (build steps' cgroups stay where the engine puts them)",
+        ));
     }
     for (k, v) in &ep.query {
         let lv = v.to_ascii_lowercase();

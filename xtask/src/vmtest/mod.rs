@@ -9,6 +9,7 @@ mod engine;
 mod escapes;
 pub mod images;
 mod init;
+mod redteam_gate;
 mod registry;
 mod runtime;
 pub mod vm;
@@ -176,6 +177,11 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                     "eci/8-socket-denied-by-default",
                     conformance::s8_socket_denied_by_default,
                 ),
+                ("redteam-gate/28-seccomp-profiles", redteam_gate::seccomp_profiles),
+                ("redteam-gate/forward-published-only", redteam_gate::forward_published_only),
+                ("redteam-gate/build-leftovers", redteam_gate::build_leftovers),
+                ("redteam-gate/cgroup-parent", redteam_gate::cgroup_parent),
+                ("redteam-gate/joins-pinned", redteam_gate::joins_pinned),
             ],
             serial: vec![
                 ("escape/24-vm-surface", escapes::vm_surface),
