@@ -62,7 +62,12 @@ pub fn published_tcp_ports(containers: &Value) -> std::collections::BTreeSet<u16
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|c| c.get("Ports").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|c| {
+            c.get("Ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .filter(|p| p.get("Type").and_then(Value::as_str) == Some("tcp"))
         .filter_map(|p| p.get("PublicPort").and_then(Value::as_u64))
         .filter_map(|p| u16::try_from(p).ok())
@@ -84,7 +89,9 @@ pub async fn check_published(gate: &Gate, port: u16) -> Result<(), Reject> {
     }
     Err(Reject::refused(
         StatusCode::FORBIDDEN,
-        format!("hull: port {port} in the VM {NOT_PUBLISHED} (forward reaches only published ports)"),
+        format!(
+            "hull: port {port} in the VM {NOT_PUBLISHED} (forward reaches only published ports)"
+        ),
     ))
 }
 

@@ -241,8 +241,7 @@ fn loopback_listen(port: u16, seconds: u64) -> serde_json::Value {
     let spawned = std::thread::Builder::new()
         .name("loopback-listen".into())
         .spawn(move || {
-            let deadline =
-                std::time::Instant::now() + Duration::from_secs(seconds.clamp(1, 120));
+            let deadline = std::time::Instant::now() + Duration::from_secs(seconds.clamp(1, 120));
             while std::time::Instant::now() < deadline {
                 match listener.accept() {
                     Ok((mut s, peer)) => {

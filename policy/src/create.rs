@@ -1363,7 +1363,11 @@ mod tests {
         let e = seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW","comment":"\ud800"}"#).unwrap_err();
         assert!(e.message.contains("seccomp"), "{}", e.message);
         // No default action: the engine would pass an empty one on.
-        for p in [r#"{}"#, r#"{"defaultAction":null}"#, r#"{"defaultAction":"SCMP_ACT_NOPE"}"#] {
+        for p in [
+            r#"{}"#,
+            r#"{"defaultAction":null}"#,
+            r#"{"defaultAction":"SCMP_ACT_NOPE"}"#,
+        ] {
             let e = seccomp(p).expect_err(p);
             assert!(e.message.contains("defaultAction"), "{p}: {}", e.message);
         }
@@ -1373,7 +1377,11 @@ mod tests {
         );
         let e = seccomp(&names).unwrap_err();
         assert_eq!(e.status.code(), 403, "{}", e.message);
-        assert!(e.message.contains("seccomp can't be disabled"), "{}", e.message);
+        assert!(
+            e.message.contains("seccomp can't be disabled"),
+            "{}",
+            e.message
+        );
         // ... also split over rules and the deprecated "name".
         let split: Vec<String> = EVERY_WITHHELD
             .split(',')
@@ -1385,8 +1393,9 @@ mod tests {
         );
         assert_eq!(seccomp(&split).unwrap_err().status.code(), 403);
         // A notify listener is a VM socket.
-        let e = seccomp(r#"{"defaultAction":"SCMP_ACT_ERRNO","listenerPath":"/run/hull/guard.sock"}"#)
-            .unwrap_err();
+        let e =
+            seccomp(r#"{"defaultAction":"SCMP_ACT_ERRNO","listenerPath":"/run/hull/guard.sock"}"#)
+                .unwrap_err();
         assert!(e.message.contains("listenerPath"), "{}", e.message);
         // Narrow profiles pass (the runtime adds its deny list on top).
         for p in [
@@ -1400,7 +1409,14 @@ mod tests {
 
     #[test]
     fn cgroup_parent_stays_under_the_containers_slice() {
-        for cp in ["/docker", "docker", "/docker/ci", "/docker/ci/jobs", "docker/ci", ""] {
+        for cp in [
+            "/docker",
+            "docker",
+            "/docker/ci",
+            "/docker/ci/jobs",
+            "docker/ci",
+            "",
+        ] {
             assert!(
                 parse(json!({"HostConfig": {"CgroupParent": cp}})).is_ok(),
                 "{cp}"
@@ -1450,10 +1466,7 @@ mod tests {
         assert_eq!(hc["PidMode"], format!("container:{id}"));
         assert_eq!(hc["Cgroup"], format!("container:{id}"));
         assert_eq!(hc["IpcMode"], "container:other");
-        assert_eq!(
-            hc["VolumesFrom"],
-            json!([format!("{id}:ro"), id, "other"])
-        );
+        assert_eq!(hc["VolumesFrom"], json!([format!("{id}:ro"), id, "other"]));
     }
 
     #[test]

@@ -238,16 +238,31 @@ mod tests {
             ("/v1.43/build?cgroupparent=/", "--cgroup-parent"),
             ("/v1.43/build?CgroupParent=/docker/x", "--cgroup-parent"),
             ("/v1.43/build?cgroupparent=%2Fhull", "--cgroup-parent"),
-            ("/v1.43/build?networkmode=container:abc", "--network=container:"),
-            ("/v1.43/build?networkmode=CONTAINER%3Aabc", "--network=container:"),
-            ("/v1.43/build?NetworkMode=%20container:abc", "--network=container:"),
+            (
+                "/v1.43/build?networkmode=container:abc",
+                "--network=container:",
+            ),
+            (
+                "/v1.43/build?networkmode=CONTAINER%3Aabc",
+                "--network=container:",
+            ),
+            (
+                "/v1.43/build?NetworkMode=%20container:abc",
+                "--network=container:",
+            ),
         ] {
             let e = check(&eff, "POST", t, Channel::Host).unwrap_err();
             assert_eq!(e.status.code(), 403, "{t}");
             assert!(e.message.contains(want), "{t}: {}", e.message);
         }
         assert!(check(&eff, "POST", "/v1.43/build?cgroupparent=", Channel::Host).is_ok());
-        assert!(check(&eff, "POST", "/v1.43/build?networkmode=mynet", Channel::Host).is_ok());
+        assert!(check(
+            &eff,
+            "POST",
+            "/v1.43/build?networkmode=mynet",
+            Channel::Host
+        )
+        .is_ok());
     }
 
     #[test]

@@ -177,9 +177,18 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                     "eci/8-socket-denied-by-default",
                     conformance::s8_socket_denied_by_default,
                 ),
-                ("redteam-gate/28-seccomp-profiles", redteam_gate::seccomp_profiles),
-                ("redteam-gate/forward-published-only", redteam_gate::forward_published_only),
-                ("redteam-gate/build-leftovers", redteam_gate::build_leftovers),
+                (
+                    "redteam-gate/28-seccomp-profiles",
+                    redteam_gate::seccomp_profiles,
+                ),
+                (
+                    "redteam-gate/forward-published-only",
+                    redteam_gate::forward_published_only,
+                ),
+                (
+                    "redteam-gate/build-leftovers",
+                    redteam_gate::build_leftovers,
+                ),
                 ("redteam-gate/cgroup-parent", redteam_gate::cgroup_parent),
                 ("redteam-gate/joins-pinned", redteam_gate::joins_pinned),
             ],

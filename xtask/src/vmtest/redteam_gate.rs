@@ -70,7 +70,12 @@ struct Answer {
 
 impl std::fmt::Display for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.head.lines().next().unwrap_or(""), self.body.trim())
+        write!(
+            f,
+            "{} {}",
+            self.head.lines().next().unwrap_or(""),
+            self.body.trim()
+        )
     }
 }
 
@@ -111,7 +116,8 @@ fn read_body(s: &mut UnixStream, head: &str) -> Result<String> {
     match len {
         Some(n) => {
             body.resize(n, 0);
-            s.read_exact(&mut body).context("reading the response body")?;
+            s.read_exact(&mut body)
+                .context("reading the response body")?;
         }
         None => {
             s.read_to_end(&mut body)?;
@@ -259,11 +265,19 @@ pub fn seccomp_profiles(vm: &Vm) -> Result<()> {
         let opt = format!("seccomp={}", file.display());
         // Through the CLI (it reads the file and sends it compacted).
         let r = vm.docker(&[
-            "run", "--rm", "--security-opt", &opt, "busybox", "echo", "RAN",
+            "run",
+            "--rm",
+            "--security-opt",
+            &opt,
+            "busybox",
+            "echo",
+            "RAN",
         ])?;
         let needle_cli = needle.replace("\\\"", "\"");
         if r.ok() || !r.stderr.contains(&needle_cli) {
-            problems.push(format!("{name}: docker run was not refused with {needle_cli:?}: {r}"));
+            problems.push(format!(
+                "{name}: docker run was not refused with {needle_cli:?}: {r}"
+            ));
             continue;
         }
         // Raw: the very profile text, status checked.
@@ -288,7 +302,9 @@ pub fn seccomp_profiles(vm: &Vm) -> Result<()> {
     let opt = format!("seccomp={}", narrow.display());
     let r = vm.docker(&["create", "--security-opt", &opt, "busybox", "true"])?;
     let _ = std::fs::remove_dir_all(&dir);
-    let id = r.success().context("a narrow seccomp profile was refused")?;
+    let id = r
+        .success()
+        .context("a narrow seccomp profile was refused")?;
     vm.docker(&["rm", id.out()])?.success()?;
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
@@ -319,7 +335,15 @@ pub fn forward_published_only(vm: &Vm) -> Result<()> {
     const UNPUBLISHED: u16 = 28081;
     const LISTENER: u16 = 28082;
     vm.docker(&[
-        "run", "-d", "--name", "rtg-web", "-p", "28080:80", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "rtg-web",
+        "-p",
+        "28080:80",
+        "busybox",
+        "sh",
+        "-c",
         "mkdir -p /www && echo hello-rtg > /www/index.html && httpd -f -p 80 -h /www",
     ])?
     .success()?;
@@ -327,7 +351,13 @@ pub fn forward_published_only(vm: &Vm) -> Result<()> {
         // The attempt happens: a published port answers through forward.
         forward_until(vm, PUBLISHED, "hello-rtg")?;
         let a = forward(vm, UNPUBLISHED, b"")?;
-        refused(vm, &a, 403, "is not published by any container", "an unpublished port")?;
+        refused(
+            vm,
+            &a,
+            403,
+            "is not published by any container",
+            "an unpublished port",
+        )?;
         // A VM process really listening on loopback (init's test listener).
         let v = hull_qemu::control::request(
             &vm.home.join("vsock.sock"),
@@ -342,7 +372,13 @@ pub fn forward_published_only(vm: &Vm) -> Result<()> {
             !a.body.contains("hull-listener"),
             "forward reached a VM loopback listener nothing publishes: {a}"
         );
-        refused(vm, &a, 403, "is not published by any container", "a VM listener's port")?;
+        refused(
+            vm,
+            &a,
+            403,
+            "is not published by any container",
+            "a VM listener's port",
+        )?;
         // The listener was there all along: it answers its own probe.
         let v = hull_qemu::control::request(
             &vm.home.join("vsock.sock"),
@@ -380,15 +416,28 @@ pub fn forward_published_only(vm: &Vm) -> Result<()> {
 /// The classic builder's `cgroupparent` and `networkmode=container:<id>`.
 pub fn build_leftovers(vm: &Vm) -> Result<()> {
     let b = baseline(vm)?;
-    vm.docker(&["create", "--name", "rtg-build-peer", "busybox", "sleep", "600"])?
-        .success()?;
+    vm.docker(&[
+        "create",
+        "--name",
+        "rtg-build-peer",
+        "busybox",
+        "sleep",
+        "600",
+    ])?
+    .success()?;
     let dir = super::boot::tempdir()?;
     std::fs::write(dir.join("Dockerfile"), "FROM busybox\nRUN echo built-rtg\n")?;
     let ctx = dir.display().to_string();
     let mut problems = Vec::new();
     for (flag, needle) in [
-        ("--cgroup-parent=/", "hull: docker build --cgroup-parent is not allowed"),
-        ("--cgroup-parent=/hull", "hull: docker build --cgroup-parent is not allowed"),
+        (
+            "--cgroup-parent=/",
+            "hull: docker build --cgroup-parent is not allowed",
+        ),
+        (
+            "--cgroup-parent=/hull",
+            "hull: docker build --cgroup-parent is not allowed",
+        ),
         (
             "--network=container:rtg-build-peer",
             "hull: docker build --network=container:<id> is not allowed",
@@ -404,9 +453,18 @@ pub fn build_leftovers(vm: &Vm) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     for (q, needle) in [
         ("cgroupparent=%2F", "--cgroup-parent"),
-        ("networkmode=container%3Artg-build-peer", "--network=container:"),
+        (
+            "networkmode=container%3Artg-build-peer",
+            "--network=container:",
+        ),
     ] {
-        let a = http(vm, "POST", &format!("/v1.43/build?{q}"), "application/x-tar", b"")?;
+        let a = http(
+            vm,
+            "POST",
+            &format!("/v1.43/build?{q}"),
+            "application/x-tar",
+            b"",
+        )?;
         if let Err(e) = refused(vm, &a, 403, needle, q) {
             problems.push(e.to_string());
         }
@@ -422,8 +480,16 @@ pub fn build_leftovers(vm: &Vm) -> Result<()> {
 /// (`/docker`), outside other containers' cgroups.
 pub fn cgroup_parent(vm: &Vm) -> Result<()> {
     let b = baseline(vm)?;
-    vm.docker(&["run", "-d", "--name", "rtg-cg-peer", "busybox", "sleep", "600"])?
-        .success()?;
+    vm.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "rtg-cg-peer",
+        "busybox",
+        "sleep",
+        "600",
+    ])?
+    .success()?;
     let peer = full_id(vm, "rtg-cg-peer")?;
     let mut problems = Vec::new();
     for cp in [
@@ -454,7 +520,13 @@ pub fn cgroup_parent(vm: &Vm) -> Result<()> {
     }
     // Under /docker, a group of one's own works.
     let r = vm.docker(&[
-        "run", "--rm", "--cgroup-parent", "/docker/rtg-group", "busybox", "echo", "grouped",
+        "run",
+        "--rm",
+        "--cgroup-parent",
+        "/docker/rtg-group",
+        "busybox",
+        "echo",
+        "grouped",
     ])?;
     if !(r.ok() && r.out() == "grouped") {
         problems.push(format!("--cgroup-parent /docker/rtg-group refused: {r}"));
@@ -472,8 +544,16 @@ pub fn cgroup_parent(vm: &Vm) -> Result<()> {
 pub fn joins_pinned(vm: &Vm) -> Result<()> {
     let b = baseline(vm)?;
     vm.docker(&[
-        "create", "--name", "rtg-target", "--ipc", "shareable", "-v", "/data", "busybox",
-        "sleep", "600",
+        "create",
+        "--name",
+        "rtg-target",
+        "--ipc",
+        "shareable",
+        "-v",
+        "/data",
+        "busybox",
+        "sleep",
+        "600",
     ])?
     .success()?;
     let target = full_id(vm, "rtg-target")?;
@@ -502,17 +582,18 @@ pub fn joins_pinned(vm: &Vm) -> Result<()> {
                 "rtg-joiner",
             ])?
             .success()?;
-        let want = format!(
-            "container:{target} container:{target} container:{target} [\"{target}:ro\"]"
-        );
+        let want =
+            format!("container:{target} container:{target} container:{target} [\"{target}:ro\"]");
         ensure!(
             got.out() == want,
             "the joins were not pinned to the checked container {target}:\n  stored: {}\n  wanted: {want}",
             got.out()
         );
         // Rename and recreate: the joiner still names the checked one.
-        vm.docker(&["rename", "rtg-target", "rtg-target-old"])?.success()?;
-        vm.docker(&["create", "--name", "rtg-target", "busybox", "true"])?.success()?;
+        vm.docker(&["rename", "rtg-target", "rtg-target-old"])?
+            .success()?;
+        vm.docker(&["create", "--name", "rtg-target", "busybox", "true"])?
+            .success()?;
         let got2 = vm
             .docker(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "rtg-joiner"])?
             .success()?;
@@ -524,7 +605,11 @@ pub fn joins_pinned(vm: &Vm) -> Result<()> {
         // A container that does not exist is not left for the engine to
         // resolve later.
         let r = vm.docker(&[
-            "create", "--network", "container:rtg-missing", "busybox", "true",
+            "create",
+            "--network",
+            "container:rtg-missing",
+            "busybox",
+            "true",
         ])?;
         r.failure_with("hull: no such container: rtg-missing")?;
         Ok(())
