@@ -584,6 +584,10 @@ pub mod fake {
     use hyper::{Request, Response};
     use hyper_util::rt::TokioIo;
 
+    /// The full id of the fake engine's container `pin-web`.
+    pub const PIN_WEB_ID: &str = "5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5";
+    const PIN_WEB: &str = r#"{"Id":"5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5eb5","Name":"/pin-web","HostConfig":{"Runtime":"hull"},"Mounts":[]}"#;
+
     /// What the fake engine received.
     #[derive(Debug, Clone)]
     pub struct Seen {
@@ -636,6 +640,11 @@ pub mod fake {
                         }
                         let (status, text) = if target.starts_with("/containers/json") {
                             (200, "[]")
+                        } else if target.ends_with("/containers/pin-web/json") {
+                            // A hull container other requests join (tests/redteam.rs).
+                            (200, PIN_WEB)
+                        } else if target.ends_with("/containers/pin-missing/json") {
+                            (404, r#"{"message":"No such container: pin-missing"}"#)
                         } else if target.starts_with("/images/") && method == "GET" {
                             (
                                 200,
