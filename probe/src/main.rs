@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 
+mod kernel;
 mod races;
 
 fn errno() -> i32 {
@@ -26,6 +27,7 @@ fn name(e: i32) -> String {
         libc::ECONNREFUSED => "ECONNREFUSED".into(),
         libc::ETIMEDOUT => "ETIMEDOUT".into(),
         libc::ENETUNREACH => "ENETUNREACH".into(),
+        libc::EIO => "EIO".into(),
         e => format!("errno{e}"),
     }
 }
@@ -342,6 +344,14 @@ fn run(args: &[String]) -> i32 {
             };
             races::toctou(mode, n.parse().unwrap_or(1000), a, b)
         }
+        "tiocsti" => kernel::tiocsti(),
+        "mmap-low" => {
+            let addr = arg(args, 2)
+                .and_then(|v| usize::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+                .unwrap_or(0x8000);
+            kernel::mmap_low(addr)
+        }
+        "proc-mem-write" => kernel::proc_mem_write(),
         "exe-race" => {
             let secs = arg(args, 2).and_then(|v| v.parse().ok()).unwrap_or(60);
             races::exe_race(secs, arg(args, 3).unwrap_or("/tmp/stop"))

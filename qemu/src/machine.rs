@@ -49,8 +49,60 @@ pub struct Machine {
     pub shares_map: Option<PathBuf>,
     /// The user's Docker Engine settings (checked), for init to merge.
     pub engine: Option<PathBuf>,
-    /// Extra kernel command-line words (`hull.*` keys for init).
+    /// Extra kernel command-line words (`hull.*` keys for init in tests,
+    /// benchmark switches checked by [`check_bench_kernel_word`] in `hull up`).
     pub cmdline: Vec<String>,
+}
+
+/// The kernel hardening switches a benchmark may flip at boot, each with the
+/// values it may take (`None`: a bare word). Only these: init reads its own
+/// `hull.*` keys from the command line, and root/init/console words decide
+/// what boots, so an open list would let a benchmark flag change more than
+/// the option being priced. Settings travel through fw_cfg, never here.
+const BENCH_KERNEL_WORDS: &[(&str, Option<&[&str]>)] = &[
+    ("init_on_alloc", Some(&["0", "1"])),
+    ("init_on_free", Some(&["0", "1"])),
+    ("slab_nomerge", None),
+    ("slab_merge", None),
+    ("randomize_kstack_offset", Some(&["on", "off"])),
+    ("page_table_check", Some(&["on", "off"])),
+    (
+        "proc_mem.force_override",
+        Some(&["always", "ptrace", "never"]),
+    ),
+    ("sysctl.vm.mmap_min_addr", Some(&["4096", "65536"])),
+    ("sysctl.dev.tty.legacy_tiocsti", Some(&["0", "1"])),
+];
+
+/// `Ok(word)` if `word` is one of [`BENCH_KERNEL_WORDS`]; otherwise an error
+/// naming the word and the accepted list.
+pub fn check_bench_kernel_word(word: &str) -> Result<&str, String> {
+    let (key, value) = match word.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (word, None),
+    };
+    let ok = BENCH_KERNEL_WORDS.iter().any(|(k, vals)| {
+        *k == key
+            && match (vals, value) {
+                (None, None) => true,
+                (Some(vals), Some(v)) => vals.contains(&v),
+                _ => false,
+            }
+    });
+    if ok {
+        return Ok(word);
+    }
+    let accepted: Vec<String> = BENCH_KERNEL_WORDS
+        .iter()
+        .map(|(k, vals)| match vals {
+            None => k.to_string(),
+            Some(v) => format!("{k}={}", v.join("|")),
+        })
+        .collect();
+    Err(format!(
+        "kernel word {word:?} is not a benchmark switch; accepted: {}",
+        accepted.join(", ")
+    ))
 }
 
 pub const SHARES_FW_CFG: &str = "opt/dev.hull/shares";
@@ -271,6 +323,25 @@ mod tests {
         let data = a.iter().position(|x| x.starts_with("id=data")).unwrap();
         assert!(root < data);
         assert!(a[root].contains("readonly=on"));
+    }
+
+    #[test]
+    fn bench_kernel_words_are_a_closed_list() {
+        assert!(check_bench_kernel_word("init_on_free=0").is_ok());
+        assert!(check_bench_kernel_word("slab_merge").is_ok());
+        assert!(check_bench_kernel_word("sysctl.vm.mmap_min_addr=4096").is_ok());
+        for bad in [
+            "hull.selftest=1",
+            "init=/bin/sh",
+            "init_on_free",
+            "slab_merge=1",
+            "lockdown=none",
+            "sysctl.vm.mmap_min_addr=0",
+            "init_on_free=0 init=/bin/sh",
+        ] {
+            let e = check_bench_kernel_word(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
     }
 
     #[test]

@@ -79,6 +79,16 @@ struct UpArgs {
     /// the VM's fail-closed handling of a bad blob).
     #[arg(long, hide = true)]
     raw_settings: Option<PathBuf>,
+    /// Benchmarking only: one more kernel command-line word, from a fixed
+    /// list of hardening switches (`init_on_free=0`, ...), so `cargo xtask
+    /// bench --kernel-options` can price each option on the same kernel.
+    /// Settings never travel on the command line, so this cannot touch them.
+    #[arg(long = "bench-kernel-arg", hide = true, value_parser = bench_kernel_arg)]
+    bench_kernel_arg: Vec<String>,
+}
+
+fn bench_kernel_arg(w: &str) -> Result<String, String> {
+    hull_qemu::machine::check_bench_kernel_word(w).map(str::to_string)
 }
 
 fn main() {
@@ -188,7 +198,7 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
         shares: shares.iter().map(|(_, p)| p.clone()).collect(),
         shares_map: Some(home.shares_map()),
         engine,
-        cmdline: vec![],
+        cmdline: a.bench_kernel_arg.clone(),
     })
 }
 
@@ -258,6 +268,12 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
         eprintln!("hull: settings: {line}");
     }
     let m = machine(home, a)?;
+    if !m.cmdline.is_empty() {
+        eprintln!(
+            "hull: BENCHMARK kernel words (hardening switched by hand): {}",
+            m.cmdline.join(" ")
+        );
+    }
     if !home.data_disk().exists() {
         let disk = home.data_disk();
         let size = format!("{}G", a.disk_gib);
@@ -289,6 +305,11 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
         .arg(m.accel.as_str())
         .arg("--machine")
         .arg(format!("{:?}", m.kind).to_lowercase())
+        .args(
+            m.cmdline
+                .iter()
+                .flat_map(|w| ["--bench-kernel-arg", w.as_str()]),
+        )
         .env("HULL_HOME", &home.dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -14,6 +14,9 @@ use xshell::Shell;
 use crate::vmtest::{self, vm::Vm};
 use crate::{paths, vm};
 
+#[path = "kernel_bench.rs"]
+mod kernel_options;
+
 #[derive(clap::Args, Default)]
 pub struct Args {
     /// Use this image folder instead of building one.
@@ -32,6 +35,21 @@ pub struct Args {
     /// keep its stage timestamps (target/bench/runtime-trace.log).
     #[arg(long)]
     pub trace_runtime: bool,
+    /// Instead of the usual figures: the price of each kernel hardening
+    /// option, booting the same kernel with each one switched off by a boot
+    /// parameter (about nine VM boots per round; not for CI).
+    #[arg(long)]
+    pub kernel_options: bool,
+    /// With --kernel-options: also boot this kernel (the fragment before the
+    /// compile-time options) on the same root, to price those options.
+    #[arg(long, requires = "kernel_options")]
+    pub reference_kernel: Option<PathBuf>,
+    /// With --kernel-options: boots per variant, interleaved (median reported).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// With --kernel-options: timed `docker run`s per boot.
+    #[arg(long, default_value_t = 5)]
+    pub docker_runs: usize,
 }
 
 #[derive(Serialize, Clone)]
@@ -76,20 +94,35 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let vmargs = vmtest::Args::default();
     let accel = hull_qemu::accel::resolve(vmargs.accel).map_err(anyhow::Error::msg)?;
-    let mut metrics = boot_metrics(args, &vmargs, &image)?;
     let sh = Shell::new()?;
     let hull = vm::hull_bin(&sh)?;
-    metrics.extend(vm_metrics(args, &hull, &image)?);
-    if !args.no_host {
-        metrics.extend(host_metrics()?);
-    }
+    let (metrics, kernel_table) = if args.kernel_options {
+        let (m, t) = kernel_options::run(
+            &hull,
+            &image,
+            args.reference_kernel.as_deref(),
+            args.rounds,
+            args.docker_runs,
+        )?;
+        (m, Some(t))
+    } else {
+        let mut metrics = boot_metrics(args, &vmargs, &image)?;
+        metrics.extend(vm_metrics(args, &hull, &image)?);
+        if !args.no_host {
+            metrics.extend(host_metrics()?);
+        }
+        (metrics, None)
+    };
     let (machine, date) = (machine(), date());
-    let report = json!({
+    let mut report = json!({
         "machine": machine,
         "accel": accel.as_str(),
         "date": date,
         "metrics": metrics,
     });
+    if let Some(t) = kernel_table {
+        report["kernel_options"] = t;
+    }
     let out = paths::target().join("bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(

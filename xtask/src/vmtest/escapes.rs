@@ -497,9 +497,9 @@ pub fn toctou(vm: &Vm) -> Result<()> {
         hull-probe toctou remount 1500 /tmp/own14 /ro14 && \
         (touch /ro14/x 2>/dev/null && echo WROTE-RO); \
         grep -c ' /ro14 ro,' /proc/self/mountinfo | sed 's/^/ro_mounts=/'; \
-        hull-probe toctou umount 1500 /tmp/own14 /proc/keys; \
-        wc -c < /proc/keys | sed 's/^/keys_bytes=/'; \
-        grep -c ' /proc/keys ' /proc/self/mountinfo | sed 's/^/keys_masks=/'";
+        hull-probe toctou umount 1500 /tmp/own14 /proc/timer_list; \
+        wc -c < /proc/timer_list | sed 's/^/masked_bytes=/'; \
+        grep -c ' /proc/timer_list ' /proc/self/mountinfo | sed 's/^/masks=/'";
     let r = sh_in(vm, &["--privileged", "-v", "toctou-vol:/ro14:ro"], script)?;
     let out = r.out();
     ensure!(
@@ -510,10 +510,13 @@ pub fn toctou(vm: &Vm) -> Result<()> {
         out.contains("ro_mounts=1"),
         "the read-only volume changed: {r}"
     );
-    ensure!(out.contains("keys_bytes=0"), "/proc/keys was unmasked: {r}");
     ensure!(
-        out.contains("keys_masks=1"),
-        "the /proc/keys mask came off: {r}"
+        out.contains("masked_bytes=0"),
+        "/proc/timer_list was unmasked: {r}"
+    );
+    ensure!(
+        out.contains("masks=1"),
+        "the /proc/timer_list mask came off: {r}"
     );
     // The race was real: the container's own remounts went through, and the
     // guard saw (and refused) the rewritten paths.
@@ -523,7 +526,7 @@ pub fn toctou(vm: &Vm) -> Result<()> {
         "no remount of the container's own tmpfs succeeded, so nothing raced: {r}"
     );
     ensure!(
-        audited(vm, "/ro14", "deny")? > 0 && audited(vm, "/proc/keys", "deny")? > 0,
+        audited(vm, "/ro14", "deny")? > 0 && audited(vm, "/proc/timer_list", "deny")? > 0,
         "the rewritten paths never reached the guard"
     );
     ensure!(

@@ -9,6 +9,7 @@ mod engine;
 mod escapes;
 pub mod images;
 mod init;
+mod kernel_hardening;
 mod redteam_gate;
 mod registry;
 mod runtime;
@@ -158,6 +159,7 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                 ("escape/22-exec-leaks", escapes::exec_leaks),
                 ("escape/13-new-mount-api", escapes::new_mount_api),
                 ("escape/14-toctou", escapes::toctou),
+                ("escape/kernel-switches", kernel_hardening::kernel_switches),
                 ("escape/09-masked-path-races", escapes::masked_path_races),
                 ("escape/07-runtime-overwrite", escapes::runtime_overwrite),
                 ("eci/5-procfs-emulation", conformance::s5_procfs_emulation),
