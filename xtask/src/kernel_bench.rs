@@ -248,7 +248,7 @@ fn one_boot(hull: &Path, image: &Path, words: &[&str], work: &Path, runs: usize)
         s.docker_run_s = median(&mut runs_s);
         let v = hull_qemu::control::request_within(
             &vm.home.join("vsock.sock"),
-            &json!({"op": "bench-runtimes", "iterations": 8, "trace": false}),
+            &json!({"op": "bench-runtimes", "iterations": 5, "trace": false}),
             std::time::Duration::from_secs(900),
         )
         .context("the in-VM runtime benchmark")?;
