@@ -129,3 +129,19 @@ fn a_user_cannot_change_a_locked_admin_value() {
         "the user's wildcard got in: {images}"
     );
 }
+
+#[test]
+fn bench_kernel_arg_refuses_words_outside_its_list() {
+    let t = tempfile::tempdir().unwrap();
+    for word in ["hull.selftest", "init=/bin/sh", "lockdown=none"] {
+        let o = hull(t.path(), None, &["up", "--bench-kernel-arg", word]);
+        assert!(!o.status.success(), "{word} accepted: {}", text(&o));
+        assert!(
+            text(&o).contains("is not a benchmark switch"),
+            "{word}: {}",
+            text(&o)
+        );
+        // Refused while parsing: nothing was started in the home.
+        assert!(!t.path().join("state.json").exists());
+    }
+}

@@ -13,31 +13,46 @@ use super::vm::Vm;
 /// its precondition was in place.
 pub fn kernel_switches(vm: &Vm) -> Result<()> {
     let b = baseline(vm)?;
+    // Every check runs, so one report shows each switch that is missing.
+    let mut failed = Vec::new();
     for extra in [&[][..], &["--privileged"][..]] {
         // LEGACY_TIOCSTI off: EIO without CAP_SYS_ADMIN in the VM's namespace
         // (with it on, a process could type into its controlling tty).
-        let out = denied(vm, extra, &["tiocsti"])?;
-        ensure!(
-            out.contains("SETUP controlling tty is a fresh pty")
-                && out.contains("DENIED EIO ioctl(TIOCSTI)"),
-            "TIOCSTI ({extra:?}) not refused by the legacy switch: {out}"
-        );
+        let r = denied(vm, extra, &["tiocsti"]).and_then(|out| {
+            ensure!(
+                out.contains("SETUP controlling tty is a fresh pty")
+                    && out.contains("DENIED EIO ioctl(TIOCSTI)"),
+                "not refused by the legacy switch: {out}"
+            );
+            Ok(())
+        });
+        failed.extend(r.err().map(|e| format!("TIOCSTI {extra:?}: {e:#}")));
         // DEFAULT_MMAP_MIN_ADDR=65536: 32 KiB is below the floor (EPERM from
         // the capability check for CAP_SYS_RAWIO in the VM's namespace).
-        let out = denied(vm, extra, &["mmap-low", "0x8000"])?;
-        ensure!(
-            out.contains("DENIED EPERM mmap at 0x8000"),
-            "mmap at 32 KiB ({extra:?}) not refused by mmap_min_addr: {out}"
-        );
+        let r = denied(vm, extra, &["mmap-low", "0x8000"]).and_then(|out| {
+            ensure!(
+                out.contains("DENIED EPERM mmap at 0x8000"),
+                "not refused by mmap_min_addr: {out}"
+            );
+            Ok(())
+        });
+        failed.extend(r.err().map(|e| format!("mmap at 32 KiB {extra:?}: {e:#}")));
         // PROC_MEM_NO_FORCE: the write obeys the page's protection.
-        let out = denied(vm, extra, &["proc-mem-write"])?;
-        ensure!(
-            out.contains("SETUP page")
-                && out.contains("DENIED EIO pwrite(/proc/self/mem)")
-                && out.contains("NOW the page holds 'a'"),
-            "forced /proc/self/mem write ({extra:?}) not refused: {out}"
+        let r = denied(vm, extra, &["proc-mem-write"]).and_then(|out| {
+            ensure!(
+                out.contains("SETUP page")
+                    && out.contains("DENIED EIO pwrite(/proc/self/mem)")
+                    && out.contains("NOW the page holds 'a'"),
+                "not refused by the page protection: {out}"
+            );
+            Ok(())
+        });
+        failed.extend(
+            r.err()
+                .map(|e| format!("/proc/self/mem write {extra:?}: {e:#}")),
         );
     }
+    ensure!(failed.is_empty(), "{}", failed.join("\n"));
     unchanged(vm, &b)
 }
 
