@@ -777,3 +777,80 @@ fn a_dev_volume_rewritten_while_containers_start_never_redirects_a_device() {
     assert!(ran > 0, "no start succeeded while the volume changed");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
 }
+
+/// CVE-2019-19921: an image whose /proc (or /sys) is a symlink would get the
+/// fresh proc mounted wherever the link points, leaving /proc an ordinary
+/// directory of the image. Refused, naming the path. (Only the host tier can
+/// show it: dockerd's init layer replaces /proc and /sys with directories.)
+#[test]
+fn symlinked_proc_or_sys_in_the_image_is_refused() {
+    if !root_or_skip("symlinked /proc") {
+        return;
+    }
+    let env = Env::new();
+    for (id, dir) in [("symproc", "proc"), ("symsys", "sys")] {
+        let b = env.bundle(id, &config(&["true"]));
+        let root = b.join("rootfs");
+        std::fs::remove_dir_all(root.join(dir)).unwrap();
+        std::fs::create_dir_all(root.join("tmp/fake")).unwrap();
+        std::os::unix::fs::symlink("/tmp/fake", root.join(dir)).unwrap();
+        // The attempt is real: the image's path is the link.
+        assert!(std::fs::symlink_metadata(root.join(dir))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let o = env.run(&["create", "-b", b.to_str().unwrap(), id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let fstype = if dir == "proc" { "proc" } else { "sysfs" };
+        let want = format!(
+            "refusing to mount {fstype} at /{dir}: /{dir} is a symlink in the image (CVE-2019-19921)"
+        );
+        assert!(!o.status.success(), "{id}: a symlinked /{dir} was accepted");
+        assert!(err.contains(&want), "{id}: error {err:?} lacks {want:?}");
+        assert!(!env.root().join(id).exists(), "{id}: state left behind");
+    }
+}
+
+/// A bind source under the mount roots, one of whose components is a
+/// symlink (swapped after the gate approved it), is refused at create,
+/// naming the source and why; the same path without the link works.
+#[test]
+fn a_bind_source_reached_through_a_symlink_is_refused() {
+    if !root_or_skip("bind source symlink") {
+        return;
+    }
+    let env = Env::new();
+    let vol = std::fs::canonicalize(env.dir.path()).unwrap().join("vol");
+    std::fs::create_dir_all(vol.join("real")).unwrap();
+    std::os::unix::fs::symlink("/etc", vol.join("swapped")).unwrap();
+    let bind = |src: &std::path::Path| {
+        let mut c = config(&["ls", "/h"]);
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/h", "type": "bind", "source": src, "options": ["rbind", "rw"]}),
+        );
+        c
+    };
+    let (ok, _, err) = run_to_end(
+        &env,
+        "plain",
+        &env.bundle("plain", &bind(&vol.join("real"))),
+    );
+    assert!(ok, "a plain bind source was refused: {err}");
+    let src = vol.join("swapped");
+    refused(
+        &env,
+        "swapped",
+        &bind(&src),
+        &format!(
+            "refusing bind source {} for /h: a component of it is a symlink",
+            src.display()
+        ),
+    );
+    // Outside the mount roots altogether.
+    refused(
+        &env,
+        "outside",
+        &bind(std::path::Path::new("/etc")),
+        "refusing bind source /etc for /h: it is outside the mount roots",
+    );
+}

@@ -9,6 +9,7 @@ mod engine;
 mod escapes;
 pub mod images;
 mod init;
+mod redteam_runtime;
 mod registry;
 mod runtime;
 pub mod vm;
@@ -176,6 +177,10 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                     "eci/8-socket-denied-by-default",
                     conformance::s8_socket_denied_by_default,
                 ),
+                ("redteam/26-image-devices", redteam_runtime::image_devices),
+                ("redteam/27-bind-swap", redteam_runtime::bind_swap),
+                ("redteam/28-seccomp-widen", redteam_runtime::seccomp_widen),
+                ("redteam/29-exec-cgroup", redteam_runtime::exec_cgroup),
             ],
             serial: vec![
                 ("escape/24-vm-surface", escapes::vm_surface),
