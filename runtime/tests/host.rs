@@ -399,7 +399,12 @@ fn hostile_bundles_are_refused_with_clear_errors() {
     // /proc/self/fd as a bind source.
     let mut c = config(&["true"]);
     c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "bind", "source": "/proc/self/fd/3", "options": ["bind"]}));
-    refused(&env, "magicsrc", &c, "mount source /proc/self/fd/3");
+    refused(
+        &env,
+        "magicsrc",
+        &c,
+        "refusing bind source /proc/self/fd/3 for /x: it is outside the mount roots",
+    );
     // CVE-2024-21626: a cwd through a leaked fd.
     let mut c = config(&["true"]);
     c["process"]["cwd"] = json!("/proc/self/fd/7");
