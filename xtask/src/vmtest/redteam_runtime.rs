@@ -218,6 +218,21 @@ pub fn bind_swap(vm: &Vm) -> Result<()> {
     r.failure_with(&format!(
         "refusing bind source {data}/y for /h: {SWAP_REFUSAL}"
     ))?;
+    // dockerd's own sources still work: resolv.conf, hosts, hostname (every
+    // container) and `--init` (its init binary, a symlink on the VM's
+    // read-only root).
+    let r = vm
+        .docker(&[
+            "run",
+            "--rm",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/hostname && echo init-ok",
+        ])?
+        .success()?;
+    ensure!(r.out().ends_with("init-ok"), "--init: {r}");
     unchanged(vm, &b)
 }
 
