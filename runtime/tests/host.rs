@@ -859,3 +859,56 @@ fn a_bind_source_reached_through_a_symlink_is_refused() {
         "refusing bind source /etc for /h: it is outside the mount roots",
     );
 }
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{what}");
+}
+
+/// `kill --all` signals every process of the cgroup with it frozen, and
+/// thaws it after; a container paused before stays paused (the signals land
+/// when it resumes).
+#[test]
+fn kill_all_signals_every_process_and_keeps_the_freezer_state() {
+    if !root_or_skip("kill --all") {
+        return;
+    }
+    let env = Env::new();
+    // The init (a sleep that inherits TERM ignored) outlives the signal;
+    // the other sleep, forked before the trap, dies of it.
+    let script = "sleep 1000 & trap '' TERM; exec sleep 1001";
+    let count = |id: &str| {
+        let ps: Vec<i32> = serde_json::from_str(&env.ok(&["ps", "--format", "json", id])).unwrap();
+        ps.len()
+    };
+    for (id, pause) in [("running", false), ("paused", true)] {
+        let b = env.bundle(id, &config(&["sh", "-c", script]));
+        env.ok(&["create", "-b", b.to_str().unwrap(), id]);
+        env.ok(&["start", id]);
+        wait_until(&format!("{id}: two processes"), || count(id) == 2);
+        if pause {
+            env.ok(&["pause", id]);
+        }
+        env.ok(&["kill", "--all", id, "TERM"]);
+        if pause {
+            assert_eq!(
+                env.state(id)["status"],
+                "paused",
+                "kill --all thawed a paused container"
+            );
+            env.ok(&["resume", id]);
+        }
+        wait_until(&format!("{id}: only the init left"), || count(id) == 1);
+        assert_eq!(env.state(id)["status"], "running");
+        env.ok(&["kill", id, "KILL"]);
+        wait_until(&format!("{id}: stopped"), || {
+            env.state(id)["status"] == "stopped"
+        });
+        env.ok(&["delete", id]);
+    }
+}

@@ -232,6 +232,8 @@ pub fn docker_like_seccomp(mount_family: bool) -> Value {
         "dup2",
         "dup3",
         "nanosleep",
+        // Docker's profile has it: a sleep interrupted by the freezer resumes through it.
+        "restart_syscall",
         "clock_nanosleep",
         "getpid",
         "getppid",
