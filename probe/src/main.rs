@@ -28,6 +28,9 @@ fn name(e: i32) -> String {
         libc::ETIMEDOUT => "ETIMEDOUT".into(),
         libc::ENETUNREACH => "ENETUNREACH".into(),
         libc::EIO => "EIO".into(),
+        libc::ELOOP => "ELOOP".into(),
+        libc::E2BIG => "E2BIG".into(),
+        libc::ENXIO => "ENXIO".into(),
         e => format!("errno{e}"),
     }
 }
@@ -115,6 +118,68 @@ fn run(args: &[String]) -> i32 {
                 "bpf(BPF_PROG_GET_NEXT_ID)",
             )
         }
+        "open-read" => {
+            // Open a path (a device node shipped in an image) for reading and
+            // read one byte: DENIED at open (EACCES from nodev, EPERM from the
+            // device cgroup program) or at read.
+            let Some(p) = arg(args, 2) else { return 2 };
+            // SAFETY: valid C string.
+            let fd = unsafe { libc::open(c(p).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return report(-1, &format!("open({p})"));
+            }
+            let mut b = [0u8; 1];
+            // SAFETY: a valid fd and a 1-byte buffer.
+            let r = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+            report(r as i64, &format!("open+read({p})"))
+        }
+        "perf-event-open" => {
+            // struct perf_event_attr with a size of 1: the kernel itself
+            // answers E2BIG before any permission check, so a seccomp denial
+            // (EPERM) is told apart from the kernel's own refusal.
+            let mut attr = [0u8; 128];
+            attr[0..4].copy_from_slice(&1u32.to_le_bytes());
+            attr[4..8].copy_from_slice(&1u32.to_le_bytes());
+            report(
+                syscall6(
+                    libc::SYS_perf_event_open,
+                    [attr.as_mut_ptr() as i64, 0, -1, -1, 0, 0],
+                ),
+                "perf_event_open",
+            )
+        }
+        "open-by-handle-at" => {
+            // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }
+            // handle_bytes 0: the kernel answers EINVAL (before its
+            // capability check), a seccomp denial EPERM.
+            let mut h = [0u8; 64];
+            h[0..4].copy_from_slice(&0u32.to_le_bytes());
+            h[4..8].copy_from_slice(&1i32.to_le_bytes());
+            report(
+                syscall6(
+                    libc::SYS_open_by_handle_at,
+                    [libc::AT_FDCWD as i64, h.as_mut_ptr() as i64, 0, 0, 0, 0],
+                ),
+                "open_by_handle_at",
+            )
+        }
+        "bpf-bad-cmd" => {
+            // An unknown bpf command: the kernel answers EINVAL, a seccomp
+            // denial EPERM.
+            let mut attr = [0u32; 8];
+            report(
+                syscall6(
+                    libc::SYS_bpf,
+                    [10_000, attr.as_mut_ptr() as i64, 32, 0, 0, 0],
+                ),
+                "bpf(unknown command)",
+            )
+        }
+        "keyctl" => report(
+            // KEYCTL_GET_KEYRING_ID (0) of the session keyring (-3), create=0.
+            syscall6(libc::SYS_keyctl, [0, -3, 0, 0, 0, 0]),
+            "keyctl(KEYCTL_GET_KEYRING_ID)",
+        ),
         "bpf-map-list" => {
             let mut attr = [0u32; 8];
             report(

@@ -73,6 +73,17 @@ pub struct GlobalOpts {
         default_value = "/var/lib/hull/idranges"
     )]
     pub idranges_dir: PathBuf,
+    /// A root bind and volume sources must lie under (repeatable; `*` is one
+    /// path component). Default: hull-policy's mount roots, the ones hull-gate
+    /// enforces. dockerd's own sources (containers/<id>, BuildKit) and the
+    /// gate's per-container sockets are always accepted.
+    #[arg(
+        long = "mount-root",
+        global = true,
+        env = "HULL_MOUNT_ROOTS",
+        value_delimiter = ':'
+    )]
+    pub mount_roots: Vec<String>,
     /// How many 65536-id ranges may be handed out at once.
     #[arg(long = "idranges-max", global = true, env = "HULL_IDRANGES_MAX", default_value_t = crate::idrange::DEFAULT_MAX_RANGES)]
     pub idranges_max: usize,

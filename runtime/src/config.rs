@@ -12,6 +12,7 @@ pub struct RuntimeConfig {
     pub guard_procfs: PathBuf,
     pub idranges_dir: PathBuf,
     pub idranges_max: usize,
+    pub bind_roots: crate::bindroots::BindRoots,
 }
 
 impl RuntimeConfig {
@@ -23,6 +24,7 @@ impl RuntimeConfig {
             guard_procfs: g.guard_procfs.clone(),
             idranges_dir: g.idranges_dir.clone(),
             idranges_max: g.idranges_max,
+            bind_roots: crate::bindroots::BindRoots::new(&g.mount_roots),
         }
     }
 

@@ -6,12 +6,14 @@
 //! CLI edge and `src/bin/hull-guard.rs` the guard daemon's ([`guard`]), which
 //! receives the listeners described in [`guard_proto`] and serves [`idrange`].
 
+pub mod bindroots;
 pub mod capabilities;
 pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod console;
+pub mod devcg;
 pub mod error;
 pub mod guard;
 pub mod guard_proto;

@@ -42,6 +42,8 @@ pub struct Ctx<'a> {
     pub terminal: bool,
     /// hull-guard's procfs emulation (FUSE), if mounted.
     pub procfs: Option<&'a Path>,
+    /// Where bind and volume sources may come from.
+    pub bind_roots: &'a crate::bindroots::BindRoots,
 }
 
 pub struct Built {
@@ -241,7 +243,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
                 let tree = idmapped_clone(
                     src.as_fd(),
                     false,
-                    0,
+                    MOUNT_ATTR_NODEV,
                     ctx.userns,
                     &format!("layer {}", l.display()),
                 )?;
@@ -265,7 +267,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
                 let tree = idmapped_clone(
                     src.as_fd(),
                     false,
-                    0,
+                    MOUNT_ATTR_NODEV,
                     ctx.userns,
                     &format!("upper {}", parent.display()),
                 )?;
@@ -299,7 +301,9 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
             }
             let cwd = std::env::current_dir().ok();
             nix::unistd::chdir(scratch).ctx(|| "chdir scratch")?;
-            let flags = MsFlags::empty();
+            // nodev: device nodes shipped in an image (unpacked by dockerd
+            // as the VM's root) must never open as the VM's devices.
+            let flags = MsFlags::MS_NODEV;
             // Relative layer paths keep the option string short (many layers).
             // overlayfs keeps the mounter's credentials for copy-up and its
             // workdir; through idmapped layers the VM's uid 0 has no mapping
@@ -325,7 +329,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
         _ => {
             let src = open_host(ctx.rootfs)?;
             // Non-recursive: whatever the VM has mounted under the rootfs stays out.
-            let tree = idmapped_clone(src.as_fd(), false, 0, ctx.userns, "rootfs")?;
+            let tree = idmapped_clone(src.as_fd(), false, MOUNT_ATTR_NODEV, ctx.userns, "rootfs")?;
             sys::move_mount_path(tree.as_fd(), &target).ctx(|| "attach rootfs")?;
         }
     }
@@ -372,7 +376,11 @@ fn spec_mount(
         } else {
             ctx.bundle_dir.join(&source)
         };
-        let src = open_host(&src_path)?;
+        // The source is checked here, at every create (dockerd's own
+        // restarts never pass the gate), and the fd checked is the one bound.
+        let src = ctx.bind_roots.open(&src_path, dest)?;
+        // Binds and volumes are never a way to a device: nodev, always.
+        p.attrs |= MOUNT_ATTR_NODEV;
         let kind = if safepath::is_dir(src.as_fd()) {
             Kind::Dir
         } else {
@@ -421,7 +429,15 @@ fn spec_mount(
             p.data.clear();
         }
         "proc" => p.attrs |= MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-        _ => {}
+        // The container's own /dev keeps its devices: the safe nodes made
+        // below (and the device program limits what any node may open);
+        // devpts is where its ptys live.
+        "tmpfs" if dest == "/dev" => {}
+        "devpts" => {}
+        _ => p.attrs |= MOUNT_ATTR_NODEV,
+    }
+    if matches!(fstype, "proc" | "sysfs") {
+        no_symlink_on_the_way(root, fstype, dest)?;
     }
     let target = safepath::ensure(root, dest, Kind::Dir, ids)?;
     let tree = match new_fs(fstype, &p, ctx.ids) {
@@ -446,6 +462,37 @@ fn spec_mount(
         readonly: p.readonly,
         role: MountRole::Spec,
     })
+}
+
+/// CVE-2019-19921: an image whose /proc (or /sys) is a symlink would have
+/// the fresh proc mounted elsewhere (say over a directory the masks never
+/// reach), leaving /proc an ordinary directory the image controls. As runc
+/// does, refuse it; a missing destination is fine (it is created).
+fn no_symlink_on_the_way(root: BorrowedFd<'_>, fstype: &str, dest: &str) -> Result<()> {
+    let rel = safepath::clean_dest(dest)?;
+    let mut prefix = PathBuf::new();
+    for c in rel.components() {
+        prefix.push(c);
+        match sys::openat2(
+            root.as_raw_fd(),
+            &prefix,
+            // No O_NOFOLLOW: with it openat2 would hand back the link itself.
+            libc::O_PATH,
+            0,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+        ) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::Refused(format!(
+                    "hull-runtime: refusing to mount {fstype} at {dest}: /{} is a symlink in the image (CVE-2019-19921)",
+                    prefix.display()
+                )))
+            }
+            Err(e) => return Err(e).ctx(|| format!("{fstype} destination {dest}")),
+        }
+    }
+    Ok(())
 }
 
 fn devices(ctx: &Ctx<'_>, dev: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {

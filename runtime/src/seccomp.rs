@@ -6,8 +6,13 @@
 //!   door to the host; containers never get it), and on 32-bit x86
 //!   `socketcall(SYS_SOCKET, ...)` fails too, because its arguments sit in memory
 //!   a filter cannot read;
+//! * hull's deny list (what reaches global kernel state: bpf, perf_event_open,
+//!   open_by_handle_at, the keyring calls, module loading, ...) is laid over
+//!   **whatever profile** the bundle carries: a profile may narrow the
+//!   filter, never widen it past the list (a custom profile that allows every
+//!   syscall still gets EPERM / ENOSYS for these);
 //! * bundles with no profile (`--privileged`, `seccomp=unconfined`) still get a
-//!   filter: allow by default, deny what reaches global kernel state.
+//!   filter: allow by default, plus the deny list.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::str::FromStr;
@@ -38,8 +43,8 @@ const SYS_SOCKET: u64 = 1;
 const I386_SOCKET: i32 = 359;
 const I386_SOCKETCALL: i32 = 102;
 
-/// Denied with EPERM when the bundle has no profile of its own.
-const UNCONFINED_DENY: &[&str] = &[
+/// Denied with EPERM in every container, whatever its profile says.
+pub const DENY_LIST: &[&str] = &[
     "kexec_load",
     "kexec_file_load",
     "init_module",
@@ -143,10 +148,16 @@ struct Rule {
 /// Build the filter for a container process. Returns the context; `load`
 /// applies it.
 pub fn build(profile: Option<&LinuxSeccomp>, guard: GuardMode) -> Result<ScmpFilterContext> {
-    let (default, rules, arches) = match profile {
+    let (default, mut rules, arches) = match profile {
         Some(p) => translate(p)?,
-        None => unconfined(),
+        None => (ScmpAction::Allow, Vec::new(), default_arches()),
     };
+    // The profile's own rules for the listed calls (allowed, conditional,
+    // or denied with another action) give way to the list's.
+    rules.retain(|r| {
+        !DENY_LIST.contains(&r.name.as_str()) && !DENY_ENOSYS.contains(&r.name.as_str())
+    });
+    rules.extend(deny_rules());
     let main: Vec<ScmpArch> = arches
         .iter()
         .copied()
@@ -245,16 +256,20 @@ fn build_ctx(
         ScmpSyscall::from_name("socket").map_err(se)?
     };
     let vsock_deny = ScmpAction::Errno(libc::EPERM);
-    // The deny goes in first: libseccomp refuses it once an overlapping allow exists.
-    if let Err(e) = put_x(
+    // The deny goes in first: libseccomp refuses it once an overlapping allow
+    // exists. Without it the VM's vsock could be open: fail closed.
+    put_x(
         x86,
         &mut ctx,
         vsock_deny,
         sock,
         &[ScmpArgCompare::new(0, ScmpCompareOp::Equal, AF_VSOCK)],
-    ) {
-        tracing::debug!("AF_VSOCK falls to the profile's default action: {e}");
-    }
+    )
+    .map_err(|e| {
+        Error::Seccomp(format!(
+            "cannot add the rule denying socket(AF_VSOCK): {e}; hull refuses to create the container without it"
+        ))
+    })?;
     for r in &socket_rules {
         let on_arg0: Vec<&Cond> = r.conds.iter().filter(|c| c.index == 0).collect();
         if on_arg0.is_empty() {
@@ -458,26 +473,29 @@ fn translate(p: &LinuxSeccomp) -> Result<Translated> {
     Ok((default, rules, arches))
 }
 
-/// Denied with ENOSYS when the bundle has no profile: as if the kernel had
-/// no keyrings (the VM's has none), which runtimes inside the container
+/// Denied with ENOSYS in every container: as if the kernel had no keyrings
+/// (the keyring is not namespaced), which runtimes inside the container
 /// (Docker-in-Docker's runc joining a session keyring) treat as "skip",
 /// where EPERM is fatal to them.
-const UNCONFINED_ENOSYS: &[&str] = &["add_key", "request_key", "keyctl"];
+pub const DENY_ENOSYS: &[&str] = &["add_key", "request_key", "keyctl"];
 
-fn unconfined() -> Translated {
-    let rules = UNCONFINED_DENY
+/// The deny list as rules (unconditional).
+fn deny_rules() -> Vec<Rule> {
+    DENY_LIST
         .iter()
         .map(|n| (n, libc::EPERM))
-        .chain(UNCONFINED_ENOSYS.iter().map(|n| (n, libc::ENOSYS)))
+        .chain(DENY_ENOSYS.iter().map(|n| (n, libc::ENOSYS)))
         .map(|(n, e)| Rule {
             name: n.to_string(),
             action: ScmpAction::Errno(e),
             conds: vec![],
             split: false,
         })
-        .collect();
-    let arches = vec![ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32];
-    (ScmpAction::Allow, rules, arches)
+        .collect()
+}
+
+fn default_arches() -> Vec<ScmpArch> {
+    vec![ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32]
 }
 
 /// Load the filter into this process; return the notify listener if the filter has one.
@@ -614,5 +632,46 @@ mod tests {
         p.set_syscalls(Some(sc));
         let (_, _, mnt) = probe(Some(&p), GuardMode::Required);
         assert_eq!(mnt, libc::EPERM);
+    }
+
+    /// A profile allowing every syscall it names (bpf and keyctl included)
+    /// still gets hull's deny list: EPERM for bpf, ENOSYS for keyctl.
+    #[test]
+    fn a_widening_profile_still_gets_the_deny_list() {
+        let p: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["bpf", "keyctl", "perf_event_open"], "action": "SCMP_ACT_ALLOW"}]
+        }))
+        .unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        // SAFETY: the child only makes raw syscalls and _exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                let ctx = build(Some(&p), GuardMode::None).unwrap();
+                crate::sys::set_no_new_privs().unwrap();
+                load(&ctx, GuardMode::None).unwrap();
+                let mut attr = [0u32; 8];
+                // SAFETY: an unknown bpf command with a valid buffer.
+                let b = unsafe { libc::syscall(libc::SYS_bpf, 10_000, attr.as_mut_ptr(), 32) };
+                let bpf = if b < 0 { errno() } else { 0 };
+                // SAFETY: KEYCTL_GET_KEYRING_ID with integers only.
+                let k = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) };
+                let key = if k < 0 { errno() } else { 0 };
+                let out = format!("{bpf} {key}");
+                let _ = nix::unistd::write(&w, out.as_bytes());
+                // SAFETY: leave the forked test process at once.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(w);
+                nix::sys::wait::waitpid(child, None).unwrap();
+                let mut s = String::new();
+                use std::io::Read;
+                std::fs::File::from(r).read_to_string(&mut s).unwrap();
+                assert_eq!(s, format!("{} {}", libc::EPERM, libc::ENOSYS));
+            }
+        }
     }
 }

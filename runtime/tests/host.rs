@@ -399,7 +399,12 @@ fn hostile_bundles_are_refused_with_clear_errors() {
     // /proc/self/fd as a bind source.
     let mut c = config(&["true"]);
     c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "bind", "source": "/proc/self/fd/3", "options": ["bind"]}));
-    refused(&env, "magicsrc", &c, "mount source /proc/self/fd/3");
+    refused(
+        &env,
+        "magicsrc",
+        &c,
+        "refusing bind source /proc/self/fd/3 for /x: it is outside the mount roots",
+    );
     // CVE-2024-21626: a cwd through a leaked fd.
     let mut c = config(&["true"]);
     c["process"]["cwd"] = json!("/proc/self/fd/7");
@@ -776,4 +781,134 @@ fn a_dev_volume_rewritten_while_containers_start_never_redirects_a_device() {
     assert!(flips > 0, "the flipper never ran");
     assert!(ran > 0, "no start succeeded while the volume changed");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
+}
+
+/// CVE-2019-19921: an image whose /proc (or /sys) is a symlink would get the
+/// fresh proc mounted wherever the link points, leaving /proc an ordinary
+/// directory of the image. Refused, naming the path. (Only the host tier can
+/// show it: dockerd's init layer replaces /proc and /sys with directories.)
+#[test]
+fn symlinked_proc_or_sys_in_the_image_is_refused() {
+    if !root_or_skip("symlinked /proc") {
+        return;
+    }
+    let env = Env::new();
+    for (id, dir) in [("symproc", "proc"), ("symsys", "sys")] {
+        let b = env.bundle(id, &config(&["true"]));
+        let root = b.join("rootfs");
+        std::fs::remove_dir_all(root.join(dir)).unwrap();
+        std::fs::create_dir_all(root.join("tmp/fake")).unwrap();
+        std::os::unix::fs::symlink("/tmp/fake", root.join(dir)).unwrap();
+        // The attempt is real: the image's path is the link.
+        assert!(std::fs::symlink_metadata(root.join(dir))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let o = env.run(&["create", "-b", b.to_str().unwrap(), id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let fstype = if dir == "proc" { "proc" } else { "sysfs" };
+        let want = format!(
+            "refusing to mount {fstype} at /{dir}: /{dir} is a symlink in the image (CVE-2019-19921)"
+        );
+        assert!(!o.status.success(), "{id}: a symlinked /{dir} was accepted");
+        assert!(err.contains(&want), "{id}: error {err:?} lacks {want:?}");
+        assert!(!env.root().join(id).exists(), "{id}: state left behind");
+    }
+}
+
+/// A bind source under the mount roots, one of whose components is a
+/// symlink (swapped after the gate approved it), is refused at create,
+/// naming the source and why; the same path without the link works.
+#[test]
+fn a_bind_source_reached_through_a_symlink_is_refused() {
+    if !root_or_skip("bind source symlink") {
+        return;
+    }
+    let env = Env::new();
+    let vol = std::fs::canonicalize(env.dir.path()).unwrap().join("vol");
+    std::fs::create_dir_all(vol.join("real")).unwrap();
+    std::os::unix::fs::symlink("/etc", vol.join("swapped")).unwrap();
+    let bind = |src: &std::path::Path| {
+        let mut c = config(&["ls", "/h"]);
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/h", "type": "bind", "source": src, "options": ["rbind", "rw"]}),
+        );
+        c
+    };
+    let (ok, _, err) = run_to_end(
+        &env,
+        "plain",
+        &env.bundle("plain", &bind(&vol.join("real"))),
+    );
+    assert!(ok, "a plain bind source was refused: {err}");
+    let src = vol.join("swapped");
+    refused(
+        &env,
+        "swapped",
+        &bind(&src),
+        &format!(
+            "refusing bind source {} for /h: a component of it is a symlink",
+            src.display()
+        ),
+    );
+    // Outside the mount roots altogether.
+    refused(
+        &env,
+        "outside",
+        &bind(std::path::Path::new("/etc")),
+        "refusing bind source /etc for /h: it is outside the mount roots",
+    );
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{what}");
+}
+
+/// `kill --all` signals every process of the cgroup with it frozen, and
+/// thaws it after; a container paused before stays paused (the signals land
+/// when it resumes).
+#[test]
+fn kill_all_signals_every_process_and_keeps_the_freezer_state() {
+    if !root_or_skip("kill --all") {
+        return;
+    }
+    let env = Env::new();
+    // The init (a sleep that inherits TERM ignored) outlives the signal;
+    // the other sleep, forked before the trap, dies of it.
+    let script = "sleep 1000 & trap '' TERM; exec sleep 1001";
+    let count = |id: &str| {
+        let ps: Vec<i32> = serde_json::from_str(&env.ok(&["ps", "--format", "json", id])).unwrap();
+        ps.len()
+    };
+    for (id, pause) in [("running", false), ("paused", true)] {
+        let b = env.bundle(id, &config(&["sh", "-c", script]));
+        env.ok(&["create", "-b", b.to_str().unwrap(), id]);
+        env.ok(&["start", id]);
+        wait_until(&format!("{id}: two processes"), || count(id) == 2);
+        if pause {
+            env.ok(&["pause", id]);
+        }
+        env.ok(&["kill", "--all", id, "TERM"]);
+        if pause {
+            assert_eq!(
+                env.state(id)["status"],
+                "paused",
+                "kill --all thawed a paused container"
+            );
+            env.ok(&["resume", id]);
+        }
+        wait_until(&format!("{id}: only the init left"), || count(id) == 1);
+        assert_eq!(env.state(id)["status"], "running");
+        env.ok(&["kill", id, "KILL"]);
+        wait_until(&format!("{id}: stopped"), || {
+            env.state(id)["status"] == "stopped"
+        });
+        env.ok(&["delete", id]);
+    }
 }

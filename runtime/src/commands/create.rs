@@ -157,14 +157,21 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
 
     tracing::debug!(stage = "cgroup", "create");
     let cgroup = Cgroup::locate(linux.cgroups_path().as_deref(), &a.id)?;
-    if let Some(cg) = &cgroup {
-        cg.create()?;
-        cleanup.cgroup = Some(cg.clone());
-        if let Some(r) = linux.resources() {
-            cg.apply(r)?;
-        }
-        cg.delegate(ids.start, ids.start)?;
+    let Some(cg) = &cgroup else {
+        // Without a cgroup there is no device program: fail closed.
+        return Err(Error::Refused(format!(
+            "container {}: no cgroup v2 hierarchy, so hull cannot attach its device cgroup program; refusing to create it",
+            a.id
+        )));
+    };
+    cg.create()?;
+    cleanup.cgroup = Some(cg.clone());
+    if let Some(r) = linux.resources() {
+        cg.apply(r)?;
     }
+    // Before any process of the container exists (H is born in the cgroup).
+    crate::devcg::confine(&cg.path, wants_fuse(&linux))?;
+    cg.delegate(ids.start, ids.start)?;
     let mut joins = Vec::new();
     for (flag, path) in &plan.join {
         let fd: OwnedFd = std::fs::File::open(path)
@@ -292,6 +299,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         userns: &userns,
         others: &others,
         privileged,
+        bind_roots: &cfg.bind_roots,
         procfs: (cfg.guard == GuardMode::Required
             && crate::guard::procfs::is_mounted(&cfg.guard_procfs))
         .then(|| cfg.guard_procfs.clone()),
@@ -514,6 +522,7 @@ struct MountPlan<'a> {
     privileged: bool,
     /// hull-guard's procfs emulation, when it is mounted.
     procfs: Option<PathBuf>,
+    bind_roots: &'a crate::bindroots::BindRoots,
 }
 
 fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
@@ -549,10 +558,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
             ro.push(r.to_string());
         }
     }
-    let want_fuse = linux
-        .devices()
-        .as_ref()
-        .is_some_and(|d| d.iter().any(|d| d.path() == Path::new("/dev/fuse")));
+    let want_fuse = wants_fuse(&linux);
     let mounts = p.spec.mounts().clone().unwrap_or_default();
     let ctx = rootfs::Ctx {
         state_dir: p.sdir,
@@ -573,6 +579,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
         want_fuse,
         terminal: p.process.terminal().unwrap_or(false),
         procfs: p.procfs.as_deref(),
+        bind_roots: p.bind_roots,
     };
     let built = rootfs::build(&ctx)?;
     rootfs::pivot(&built.root)?;
@@ -587,6 +594,14 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
         mounts: built.mounts,
     })?;
     ch.expect_continue()
+}
+
+/// Whether the bundle asks for /dev/fuse (the only device given on request).
+fn wants_fuse(linux: &oci_spec::runtime::Linux) -> bool {
+    linux
+        .devices()
+        .as_ref()
+        .is_some_and(|d| d.iter().any(|d| d.path() == Path::new("/dev/fuse")))
 }
 
 fn init_main(

@@ -81,16 +81,18 @@ fn load_process(a: &ExecArgs, spec: &Spec) -> Result<Process> {
 /// The v2 cgroup the init is in now (it may have moved into a sub-cgroup it
 /// made itself, as Docker-in-Docker does).
 fn init_cgroup(pid: i32, st: &State) -> Option<PathBuf> {
-    let root = cgroup::v2_root()?.0;
-    let s = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("0::"))?;
-    let rel = line.trim_start_matches("0::").trim_start_matches('/');
-    let p = root.join(rel);
-    match &st.cgroup {
+    let own = st.cgroup.as_ref()?.path.clone();
+    let current = (|| {
+        let root = cgroup::v2_root()?.0;
+        let s = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let line = s.lines().find(|l| l.starts_with("0::"))?;
+        let rel = line.trim_start_matches("0::").trim_start_matches('/');
+        Some(root.join(rel))
+    })();
+    match current {
         // Never follow the init out of the container's own subtree.
-        Some(cg) if p.starts_with(&cg.path) => Some(p),
-        Some(cg) => Some(cg.path.clone()),
-        None => None,
+        Some(p) if p.starts_with(&own) => Some(p),
+        _ => Some(own),
     }
 }
 
@@ -214,6 +216,18 @@ pub fn wait_code(child: nix::unistd::Pid) -> Result<i32> {
     }
 }
 
+/// Move this process into the container's cgroup (clone3 could not place it
+/// there at birth). Failing is fatal: a process outside the cgroup would run
+/// outside the container's limits, its freezer and `kill --all`.
+pub fn join_cgroup(procs: &Path) -> Result<()> {
+    std::fs::write(procs, "0").map_err(|e| {
+        Error::Other(format!(
+            "exec: cannot join the container's cgroup ({}): {e}; refusing to run a process outside it",
+            procs.display()
+        ))
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn exec_child(
     p: &Process,
@@ -227,9 +241,7 @@ fn exec_child(
 ) -> Result<()> {
     sys::set_pdeathsig(libc::SIGKILL).ctx(|| "pdeathsig")?;
     if let Some(procs) = cg_procs {
-        if let Err(e) = std::fs::write(procs, "0") {
-            tracing::warn!("join {}: {e}", procs.display());
-        }
+        join_cgroup(procs)?;
     }
     process::set_rlimits(p)?;
     process::set_oom_score_adj(p)?;
@@ -259,4 +271,20 @@ fn exec_child(
     drop(listener);
     ch.expect_continue()?;
     process::exec(&prog, p, preserve_fds)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failed_cgroup_join_fails_the_exec() {
+        let e = super::join_cgroup(std::path::Path::new(
+            "/nonexistent-hull-cgroup/cgroup.procs",
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("refusing to run a process outside it"),
+            "{e}"
+        );
+    }
 }

@@ -30,10 +30,26 @@ pub fn kill(cfg: &RuntimeConfig, id: &str, signal: &str, all: bool) -> Result<()
     let st = State::load(&cfg.root, id)?;
     if all {
         if let Some(cg) = &st.cgroup {
-            return cg.signal_all(sig);
+            return signal_all_frozen(cg, sig);
         }
     }
     signal_init(&st, sig)
+}
+
+/// Signal every process of the cgroup with the cgroup frozen (SIGKILL goes
+/// through `cgroup.kill`, atomic already): no process can fork a child the
+/// walk of `cgroup.procs` would miss. A container paused before stays paused.
+fn signal_all_frozen(cg: &crate::cgroup::Cgroup, sig: i32) -> Result<()> {
+    if sig == libc::SIGKILL {
+        return cg.signal_all(sig);
+    }
+    let was_frozen = cg.frozen();
+    cg.freeze(true)?;
+    let r = cg.signal_all(sig);
+    if !was_frozen {
+        cg.freeze(false)?;
+    }
+    r
 }
 
 pub fn signal_init(st: &State, sig: i32) -> Result<()> {

@@ -59,10 +59,18 @@ impl Env {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        // HULL_RUNTIME_BIN: run the same tests against another build (the
+        // baseline's, to show a new test fails there).
+        let bin = std::env::var_os("HULL_RUNTIME_BIN").unwrap_or_else(|| BIN.into());
+        let mut c = Command::new(bin);
         c.arg("--root").arg(self.root());
         c.env("HULL_GUARD", self.guard);
         c.env("HULL_IDRANGES_DIR", &self.ids);
+        // Bind sources of the tests live in the test's own folder.
+        c.env(
+            "HULL_MOUNT_ROOTS",
+            std::fs::canonicalize(self.dir.path()).expect("canonical test folder"),
+        );
         c.env_remove("HULL_GUARD_SOCKET");
         if let Some(s) = &self.guard_socket {
             c.env("HULL_GUARD_SOCKET", s);
@@ -224,6 +232,8 @@ pub fn docker_like_seccomp(mount_family: bool) -> Value {
         "dup2",
         "dup3",
         "nanosleep",
+        // Docker's profile has it: a sleep interrupted by the freezer resumes through it.
+        "restart_syscall",
         "clock_nanosleep",
         "getpid",
         "getppid",

@@ -11,6 +11,7 @@ pub mod images;
 mod init;
 mod kernel_hardening;
 mod redteam_gate;
+mod redteam_runtime;
 mod registry;
 mod runtime;
 pub mod vm;
@@ -193,6 +194,10 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                 ),
                 ("redteam-gate/cgroup-parent", redteam_gate::cgroup_parent),
                 ("redteam-gate/joins-pinned", redteam_gate::joins_pinned),
+                ("redteam/26-image-devices", redteam_runtime::image_devices),
+                ("redteam/27-bind-swap", redteam_runtime::bind_swap),
+                ("redteam/28-seccomp-widen", redteam_runtime::seccomp_widen),
+                ("redteam/29-exec-cgroup", redteam_runtime::exec_cgroup),
             ],
             serial: vec![
                 ("escape/24-vm-surface", escapes::vm_surface),
