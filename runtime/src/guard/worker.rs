@@ -27,7 +27,7 @@ use serde_json::json;
 
 use super::audit::{errno_name, now_rfc3339, Event};
 use super::control::{Control, FromWorker, ToWorker};
-use super::knowledge::Knowledge;
+use super::knowledge::{Ident, Knowledge, MountRef};
 use super::memory::{read_bytes, read_cstr, read_cstrs};
 use super::mountinfo::{self, Entry, Flags};
 use super::notify::{Listener, Notif, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
@@ -121,6 +121,9 @@ pub struct Worker {
     /// good (a recycled tid is another task, whose lookups fail here), and
     /// saves a procfs lookup and revalidation on every per-call access.
     tid_dirs: HashMap<i32, OwnedFd>,
+    /// Why every call is refused (the container's protected mounts are
+    /// unknown), if so.
+    refuse_all: Option<String>,
 }
 
 const AUDIT_BATCH: usize = 64;
@@ -203,8 +206,14 @@ fn to_io(e: nix::Error) -> std::io::Error {
 pub fn run(ctl_fd: OwnedFd) -> std::io::Result<()> {
     crate::sys::set_dumpable(false)?;
     let ctl = Control::from_fd(ctl_fd);
-    let (container, fd) = match ctl.recv::<ToWorker>()? {
-        Some((ToWorker::Init { container }, Some(fd))) => (container, fd),
+    let (container, refuse_all, fd) = match ctl.recv::<ToWorker>()? {
+        Some((
+            ToWorker::Init {
+                container,
+                refuse_all,
+            },
+            Some(fd),
+        )) => (container, refuse_all, fd),
         _ => {
             return Err(std::io::Error::other(
                 "worker: expected Init with a listener",
@@ -213,6 +222,7 @@ pub fn run(ctl_fd: OwnedFd) -> std::io::Result<()> {
     };
     match Worker::start(ctl, container, fd) {
         Ok(mut w) => {
+            w.refuse_all = refuse_all;
             let _ = w.ctl.send(&FromWorker::Ready, None);
             w.serve();
             Ok(())
@@ -245,7 +255,21 @@ impl Worker {
             )?;
             let pid = c.pid;
             let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
-            let known = Knowledge::from_initial(mountinfo::parse(&info), &c.mounts);
+            let entries = mountinfo::parse(&info);
+            let root = sysx::open_at(
+                proc_dir.as_raw_fd(),
+                &proc_path(pid, "root"),
+                libc::O_PATH | libc::O_DIRECTORY,
+            )?;
+            let idents = identify(&root, &entries);
+            let (known, unknown) = Knowledge::from_initial(entries, &c.mounts, &idents);
+            if !unknown.is_empty() {
+                tracing::debug!(
+                    container = %c.id,
+                    "protected by superblock (covered, not reachable to identify): {}",
+                    unknown.join(", ")
+                );
+            }
             let userns = sysx::open_at(
                 proc_dir.as_raw_fd(),
                 &proc_path(pid, "ns/user"),
@@ -285,6 +309,7 @@ impl Worker {
                 audit_buf: Vec::new(),
                 budget: AuditBudget::new(),
                 tid_dirs: HashMap::new(),
+                refuse_all: None,
             }),
             Err(e) => Err((ctl, e)),
         }
@@ -655,35 +680,29 @@ impl Worker {
         c.root_mnt
     }
 
-    /// May something be mounted at (or on top of) `t`? Not on the
-    /// container's own /proc or /sys or their masks and read-only paths; on a
-    /// proc or sysfs the guard built, yes, masks included (an inner runtime
-    /// masks its proc again, which hides and never reveals).
-    fn target_ok(&self, c: &Caller, t: &Stat) -> Result<(), String> {
+    /// May something be mounted at (or on top of) `t` (`fd` is on it)? Not
+    /// on the container's own /proc or /sys or their masks and read-only
+    /// paths; on a proc or sysfs the guard built, yes, masks included (an
+    /// inner runtime masks its proc again, which hides and never reveals).
+    /// Decided on the mount's unique id and root object: the caller's
+    /// mountinfo leaves out every mount outside its root, and a fresh sysfs
+    /// shares the superblock of the container's /sys.
+    fn target_ok(&self, fd: BorrowedFd<'_>, t: &Stat) -> Result<(), String> {
         let suspect = self.known.no_mount_devs.contains(&t.dev)
             || (t.mount_root && !self.known.is_own(t.dev));
         if !suspect {
             return Ok(());
         }
-        let info = self.mountinfo(c).map_err(|e| format!("mountinfo: {e}"))?;
-        let Some(e) = info.iter().find(|e| e.id == t.mnt_id) else {
-            return Ok(());
-        };
-        let in_fresh = info
-            .iter()
-            .find(|p| p.id == e.parent)
-            .is_some_and(|p| self.known.fresh_devs.contains(&p.dev))
-            || self.known.fresh_devs.contains(&e.dev);
-        if in_fresh {
+        let m = mount_ref(fd, t)?;
+        if m.unique.is_some_and(|u| self.known.fresh.contains(&u)) {
             return Ok(());
         }
         if self.known.no_mount_devs.contains(&t.dev) {
             return Err("mounting over /proc, /sys or a masked path is refused".into());
         }
-        if self.known.is_protected(e) {
+        if let Some(name) = self.known.protected_name(&m) {
             return Err(format!(
-                "mounting over the masked or read-only path {} is refused",
-                e.mountpoint
+                "mounting over the masked or read-only path {name} is refused"
             ));
         }
         Ok(())
@@ -748,6 +767,10 @@ impl Worker {
                 return Outcome::Error(errno_of(&e), format!("cannot read the arguments: {e}"))
             }
         };
+        if let Some(why) = &self.refuse_all {
+            *args = describe(nr, &a, &s);
+            return deny(why.clone());
+        }
         // 2. The caller must hold CAP_SYS_ADMIN in the container's user namespace.
         let caps = match sysx::effective_caps(tid) {
             Ok(c) => c,
@@ -849,9 +872,22 @@ impl Worker {
                     Ok(e) => e,
                     Err(e) => return Outcome::Error(errno_of(&e), format!("mountinfo: {e}")),
                 };
+                let m = if e.is_none() {
+                    // Its own superblock (fast path): nothing protected there.
+                    MountRef {
+                        unique: None,
+                        dev: t.dev,
+                        root_ino: None,
+                    }
+                } else {
+                    match mount_ref(tfd.as_fd(), &t) {
+                        Ok(m) => m,
+                        Err(why) => return Outcome::Error(libc::EPERM, why),
+                    }
+                };
                 if let Some(why) =
                     self.known
-                        .flag_change(t.dev, e.as_ref(), policy::flags_of_ms(flags))
+                        .flag_change(&m, e.as_ref(), policy::flags_of_ms(flags))
                 {
                     return deny(why);
                 }
@@ -890,11 +926,11 @@ impl Worker {
                     }
                 };
                 if is_move {
-                    if let Err(why) = self.movable(c, sfd.as_fd()) {
+                    if let Err(why) = self.movable(sfd.as_fd()) {
                         return deny(why);
                     }
                 }
-                if let Err(why) = self.target_ok(c, &t) {
+                if let Err(why) = self.target_ok(tfd.as_fd(), &t) {
                     return deny(why);
                 }
                 let sname = sfd.as_raw_fd().to_string();
@@ -930,33 +966,27 @@ impl Worker {
 
     /// May the mount behind `fd` be moved (MS_MOVE / move_mount)? Returns
     /// its superblock when it is detached (from fsmount or an open_tree clone).
-    fn movable(&self, c: &Caller, fd: BorrowedFd<'_>) -> Result<Option<u64>, String> {
+    fn movable(&self, fd: BorrowedFd<'_>) -> Result<Option<u64>, String> {
         let st = sysx::statx_fd(fd).map_err(|e| format!("statx: {e}"))?;
         if self.known.is_own(st.dev) {
             return Ok(None);
         }
-        match self.entry(c, st.mnt_id) {
-            Ok(Some(e)) => {
-                if self.known.is_protected(&e) {
-                    return Err(format!(
-                        "{} is a masked or read-only path; it stays where it is",
-                        e.mountpoint
-                    ));
-                }
-                if let Some(i) = self.known.initial_of(e.dev, &e.root) {
-                    if i.root == e.root && i.mountpoint == e.mountpoint {
-                        return Err(format!(
-                            "the initial mount {} stays where it is",
-                            i.mountpoint
-                        ));
-                    }
-                }
-                Ok(None)
-            }
-            // Detached (fsmount, open_tree clone): free to attach.
-            Ok(None) => Ok(Some(st.dev)),
-            Err(e) => Err(format!("mountinfo: {e}")),
+        let m = mount_ref(fd, &st)?;
+        let unique = m.unique.unwrap_or_default();
+        // Detached (fsmount, open_tree clone): free to attach. Asked of the
+        // kernel: the caller's mountinfo omits mounts outside its root.
+        if !sysx::attached_here(unique).map_err(|e| format!("statmount: {e}"))? {
+            return Ok(Some(st.dev));
         }
+        if let Some(name) = self.known.protected_name(&m) {
+            return Err(format!(
+                "{name} is a masked or read-only path; it stays where it is"
+            ));
+        }
+        if let Some(name) = self.known.initial_ids.get(&unique) {
+            return Err(format!("the initial mount {name} stays where it is"));
+        }
+        Ok(None)
     }
 
     fn perform(&self, f: impl FnOnce() -> std::io::Result<()>, why: &str) -> Outcome {
@@ -1005,11 +1035,9 @@ impl Worker {
         // or /sys (`unshare -pm --mount-proc`): that hides, never reveals.
         let covers_special = matches!(kind, FsKind::Proc | FsKind::Sysfs)
             && t.mount_root
-            && self.known.initial.iter().any(|e| {
-                e.dev == t.dev && e.root == "/" && matches!(e.fstype.as_str(), "proc" | "sysfs")
-            });
+            && self.known.special_roots.contains(&(t.dev, t.ino));
         if !covers_special {
-            if let Err(why) = self.target_ok(c, t) {
+            if let Err(why) = self.target_ok(tfd.as_fd(), t) {
                 return deny(why);
             }
         }
@@ -1207,10 +1235,10 @@ impl Worker {
                     ToWorker::Fresh {
                         ok,
                         error,
-                        protected,
+                        submounts,
                     },
                     fd,
-                ))) => break ((ok, error, protected), fd),
+                ))) => break ((ok, error, submounts), fd),
                 Ok(Some((ToWorker::Listener { pid }, Some(fd)))) => {
                     self.listeners.push((pid, Listener::new(fd)));
                 }
@@ -1220,7 +1248,7 @@ impl Worker {
                 }
             }
         };
-        let (ok, error, protected) = reply;
+        let (ok, error, submounts) = reply;
         let tree = match (ok, tree) {
             (true, Some(t)) => t,
             _ => {
@@ -1240,16 +1268,35 @@ impl Worker {
         if kind == "sysfs" {
             attrs |= policy::MOUNT_ATTR_RDONLY;
         }
-        // The masks and read-only binds are protected by (dev, root): never
-        // unmounted, moved or loosened; the filesystem itself is the
-        // container's (see target_ok).
-        let fresh_dev = sysx::statx_fd(tree.as_fd()).map(|s| s.dev).ok();
-        for (dev, root) in protected {
-            self.known.protect(dev, root);
-        }
-        if let Some(d) = fresh_dev {
-            self.known.created.insert(d);
-            self.known.fresh_devs.insert(d);
+        // The masks and read-only binds are protected (never unmounted,
+        // moved or loosened) by unique id and root object, learnt here
+        // before the tree is attached; mounting onto any mount of the tree
+        // is the container's business (see target_ok). Nothing identified,
+        // nothing attached.
+        let top = match sysx::statx_fd(tree.as_fd())
+            .and_then(|st| Ok((st, sysx::mnt_id_unique(tree.as_fd())?)))
+        {
+            Ok(t) => t,
+            Err(e) => return Outcome::Error(libc::EPERM, format!("fresh {kind}: {e}")),
+        };
+        let (top_st, top_unique) = top;
+        self.known.created.insert(top_st.dev);
+        self.known.fresh.insert(top_unique);
+        for (rel, dev) in &submounts {
+            let name = format!("{rel} of a fresh {kind}");
+            match identify_beneath(&tree, rel) {
+                Ok((st, unique)) => {
+                    self.known.fresh.insert(unique);
+                    self.known.protect(unique, st.dev, st.ino, &name);
+                }
+                // Covered by another mount, or on a dentry another
+                // namespace sees (a per-namespace sysctl): every mount of
+                // that superblock counts as this one.
+                Err(_) => {
+                    self.known.protected_devs.insert(*dev);
+                    self.known.unidentified.insert(*dev, name);
+                }
+            }
         }
         let r = (|| -> std::io::Result<()> {
             if attrs != 0 {
@@ -1355,11 +1402,25 @@ impl Worker {
         if Some(target_id) == self.root_mnt(c) {
             return deny("umount of the container's root (/) is refused");
         }
-        if let Some(e) = &entry {
-            if self.known.is_protected(e) {
+        if !fast {
+            // By the mount's objects, not by the caller's mountinfo (which
+            // omits every mount outside its root).
+            let m = if target_id == st.mnt_id {
+                match mount_ref(tfd.as_fd(), &st) {
+                    Ok(m) => m,
+                    Err(why) => return Outcome::Error(libc::EPERM, why),
+                }
+            } else {
+                // Stacked on what we hold, known from mountinfo only.
+                MountRef {
+                    unique: None,
+                    dev: entry.as_ref().map_or(st.dev, |e| e.dev),
+                    root_ino: None,
+                }
+            };
+            if let Some(name) = self.known.protected_name(&m) {
                 return deny(format!(
-                    "umount of {} (/proc, /sys or a masked or read-only path) is refused",
-                    e.mountpoint
+                    "umount of {name} (/proc, /sys or a masked or read-only path) is refused"
                 ));
             }
         }
@@ -1598,7 +1659,7 @@ impl Worker {
             Ok(f) => f,
             Err(e) => return Outcome::Done(Err(errno_of(&e)), "target does not resolve".into()),
         };
-        let detached = match self.movable(c, from.as_fd()) {
+        let detached = match self.movable(from.as_fd()) {
             Ok(d) => d,
             Err(why) => return deny(why),
         };
@@ -1606,7 +1667,7 @@ impl Worker {
             Ok(t) => t,
             Err(e) => return Outcome::Error(errno_of(&e), "statx".into()),
         };
-        if let Err(why) = self.target_ok(c, &t) {
+        if let Err(why) = self.target_ok(to.as_fd(), &t) {
             return deny(why);
         }
         match sysx::move_mount_fds(from.as_fd(), to.as_fd(), flags & sysx::MOVE_MOUNT_BENEATH) {
@@ -1703,14 +1764,28 @@ impl Worker {
                     i += 1;
                 }
             }
+            let target = match mount_ref(f.as_fd(), &st) {
+                Ok(m) => m,
+                Err(why) => return Outcome::Error(libc::EPERM, why),
+            };
             for id in ids {
                 let e = info.iter().find(|e| e.id == id);
-                let (dev, now) = match e {
-                    Some(e) => (e.dev, e.flags),
-                    None => (st.dev, flags_now(f.as_fd())),
+                // The submounts of a recursive change are known from
+                // mountinfo only (no fd on them).
+                let (m, now) = match e {
+                    Some(e) if id != st.mnt_id => (
+                        MountRef {
+                            unique: None,
+                            dev: e.dev,
+                            root_ino: None,
+                        },
+                        e.flags,
+                    ),
+                    Some(e) => (target, e.flags),
+                    None => (target, flags_now(f.as_fd())),
                 };
                 let new = policy::apply_attrs(now, at.attr_set, at.attr_clr);
-                if let Some(why) = self.known.flag_change(dev, e, new) {
+                if let Some(why) = self.known.flag_change(&m, e, new) {
                     return deny(why);
                 }
             }
@@ -1760,6 +1835,69 @@ impl Worker {
             Err(e) => Outcome::Done(Err(errno_of(&e)), "fspick".into()),
         }
     }
+}
+
+/// The identity (unique id, root inode) of each mountinfo entry reachable
+/// at its mountpoint under `root` (the process's root directory the
+/// entries were read for). A mount covered by another is not reachable and
+/// gets none; the path is only a way to the object, which must then be the
+/// root of the very mount the entry names.
+fn identify(root: &OwnedFd, entries: &[Entry]) -> HashMap<u64, Ident> {
+    let mut out = HashMap::new();
+    for e in entries {
+        let rel = e.mountpoint.trim_start_matches('/');
+        let rel = if rel.is_empty() { "." } else { rel };
+        let Ok(fd) = crate::sys::openat2(
+            root.as_raw_fd(),
+            std::path::Path::new(rel),
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+            crate::sys::RESOLVE_IN_ROOT
+                | crate::sys::RESOLVE_NO_SYMLINKS
+                | crate::sys::RESOLVE_NO_MAGICLINKS,
+        ) else {
+            continue;
+        };
+        let Ok(st) = sysx::statx_fd(fd.as_fd()) else {
+            continue;
+        };
+        if st.mnt_id != e.id || !st.mount_root {
+            continue;
+        }
+        if let Ok(unique) = sysx::mnt_id_unique(fd.as_fd()) {
+            out.insert(e.id, (unique, st.ino));
+        }
+    }
+    out
+}
+
+/// statx and unique id of the mount at `rel` beneath the tree `top`, which
+/// must be the root of a mount there.
+fn identify_beneath(top: &OwnedFd, rel: &str) -> std::io::Result<(Stat, u64)> {
+    let fd = crate::sys::openat2(
+        top.as_raw_fd(),
+        std::path::Path::new(rel.trim_start_matches('/')),
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        crate::sys::RESOLVE_BENEATH
+            | crate::sys::RESOLVE_NO_SYMLINKS
+            | crate::sys::RESOLVE_NO_MAGICLINKS,
+    )?;
+    let st = sysx::statx_fd(fd.as_fd())?;
+    if !st.mount_root {
+        return Err(std::io::Error::other("not the root of a mount"));
+    }
+    Ok((st, sysx::mnt_id_unique(fd.as_fd())?))
+}
+
+/// The mount `fd` is on, by its objects (`st` is the fd's statx).
+fn mount_ref(fd: BorrowedFd<'_>, st: &Stat) -> Result<MountRef, String> {
+    let unique = sysx::mnt_id_unique(fd).map_err(|e| format!("unique mount id: {e}"))?;
+    Ok(MountRef {
+        unique: Some(unique),
+        dev: st.dev,
+        root_ino: st.mount_root.then_some(st.ino),
+    })
 }
 
 /// tmpfs shows its uid=/gid= in the VM's ids (the kernel prints them in the
