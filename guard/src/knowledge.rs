@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::mountinfo::{is_within, Entry, Flags};
-use crate::guard_proto::{InitialMount, MountRole};
+use hull_guard_proto::{InitialMount, MountRole};
 
 /// A mount as the guard names it: by the kernel's objects, never by a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +251,7 @@ impl Knowledge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::mountinfo::parse;
+    use crate::mountinfo::parse;
 
     const INFO: &str = "\
 100 90 0:50 / / rw,relatime - overlay overlay rw
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn initial_read_only_mounts_stay_read_only_through_binds() {
         let k = k();
-        let vol = crate::guard::mountinfo::makedev(8, 1);
+        let vol = crate::mountinfo::makedev(8, 1);
         let rw = Flags::default();
         let same = parse("200 100 8:1 /vol /mnt ro,nosuid - ext4 /dev/vda rw").remove(0);
         assert!(k
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn masks_and_proc_are_protected_by_id_and_root_and_created_mounts_are_free() {
         let mut k = k();
-        let keys_dev = crate::guard::mountinfo::makedev(0, 52);
+        let keys_dev = crate::mountinfo::makedev(0, 52);
         // The mask itself, by its unique id...
         let mask = MountRef {
             unique: Some(1102),
@@ -353,7 +353,7 @@ mod tests {
             })
             .is_some());
         // A bind of a directory below a read-only path is not the path.
-        let proc_dev = crate::guard::mountinfo::makedev(0, 51);
+        let proc_dev = crate::mountinfo::makedev(0, 51);
         let below = MountRef {
             unique: Some(5001),
             dev: proc_dev,
@@ -361,7 +361,7 @@ mod tests {
         };
         assert!(k.protected_name(&below).is_none());
         // The top of a fresh tree with /sys's root object is the container's.
-        let sys_dev = crate::guard::mountinfo::makedev(0, 53);
+        let sys_dev = crate::mountinfo::makedev(0, 53);
         let fresh_sys = MountRef {
             unique: Some(6000),
             dev: sys_dev,
@@ -370,15 +370,11 @@ mod tests {
         assert_eq!(k.protected_name(&fresh_sys).as_deref(), Some("/sys"));
         k.fresh.insert(6000);
         assert!(k.protected_name(&fresh_sys).is_none());
-        assert!(k
-            .no_mount_devs
-            .contains(&crate::guard::mountinfo::makedev(0, 51)));
-        assert!(k
-            .no_mount_devs
-            .contains(&crate::guard::mountinfo::makedev(0, 52)));
+        assert!(k.no_mount_devs.contains(&crate::mountinfo::makedev(0, 51)));
+        assert!(k.no_mount_devs.contains(&crate::mountinfo::makedev(0, 52)));
         let own = MountRef {
             unique: Some(7000),
-            dev: crate::guard::mountinfo::makedev(0, 99),
+            dev: crate::mountinfo::makedev(0, 99),
             root_ino: Some(1),
         };
         assert!(k.flag_change(&own, None, Flags::default()).is_some());
@@ -395,7 +391,7 @@ mod tests {
         // Protected by superblock instead, whatever fd names them.
         let proc_mount = MountRef {
             unique: Some(9),
-            dev: crate::guard::mountinfo::makedev(0, 51),
+            dev: crate::mountinfo::makedev(0, 51),
             root_ino: Some(9),
         };
         assert_eq!(k.protected_name(&proc_mount).as_deref(), Some("/proc"));

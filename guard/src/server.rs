@@ -18,10 +18,10 @@ use serde_json::json;
 use super::audit::{now_rfc3339, AuditLog};
 use super::control::{self, Control, FromWorker, ToWorker};
 use super::procfs;
-use crate::guard_proto::{
+use hull_guard_proto::idrange::Allocator;
+use hull_guard_proto::{
     ContainerIdentity, MountRole, ProcessKind, Request, Response, PROTOCOL_VERSION,
 };
-use crate::idrange::Allocator;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -33,7 +33,7 @@ use super::mountinfo::{self, Entry, Flags};
 use super::notify::{Listener, Notif, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 use super::policy::{self, FsKind, MountOp};
 use super::sysx::{self, Stat};
-use crate::guard_proto::ContainerIdentity;
+use hull_guard_proto::ContainerIdentity;
 
 const PATH_MAX: usize = 4096;
 
@@ -1909,7 +1909,7 @@ fn translate_ids(data: &str, start: u32) -> String {
         .into_iter()
         .map(|o| match o.split_once('=') {
             Some((k @ ("uid" | "gid"), v)) => match v.parse::<u32>() {
-                Ok(n) if n >= start && n - start < crate::idrange::RANGE_LEN => {
+                Ok(n) if n >= start && n - start < hull_guard_proto::idrange::RANGE_LEN => {
                     format!("{k}={}", n - start)
                 }
                 _ => o,

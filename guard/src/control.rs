@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::guard_proto::ContainerIdentity;
+use hull_guard_proto::ContainerIdentity;
 
 /// Main → worker.
 #[derive(Debug, Serialize, Deserialize)]
