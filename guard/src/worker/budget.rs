@@ -70,3 +70,19 @@ impl AuditBudget {
     }
 }
 pub(super) const AUDIT_LINGER_MS: i32 = 50;
+
+#[cfg(test)]
+mod tests {
+    use super::AuditBudget;
+
+    #[test]
+    fn a_flooding_container_is_summarised_not_written() {
+        let mut b = AuditBudget::new();
+        assert!((0..10_000).all(|_| b.take("allow")));
+        let refused = (0..100).filter(|_| !b.take("deny")).count();
+        assert!(refused >= 90, "{refused}");
+        let s = b.summary("c1", true).unwrap();
+        assert!(s.contains("\"suppressed\"") && s.contains("\"c1\""), "{s}");
+        assert!(b.summary("c1", true).is_none());
+    }
+}

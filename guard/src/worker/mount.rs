@@ -411,3 +411,17 @@ pub(super) fn translate_ids(data: &str, start: u32) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::translate_ids;
+
+    #[test]
+    fn remount_ids_come_back_to_the_containers_view() {
+        assert_eq!(
+            translate_ids("size=1m,uid=100000,gid=100005", 100_000),
+            "size=1m,uid=0,gid=5"
+        );
+        assert_eq!(translate_ids("uid=5", 100_000), "uid=5");
+    }
+}

@@ -188,3 +188,20 @@ pub(super) fn readlink_fd(fd_dir: BorrowedFd<'_>, fd: i32) -> Option<Vec<u8>> {
     let b = p.as_bytes().to_vec();
     (b.starts_with(b"/") && !b.ends_with(b" (deleted)")).then_some(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_last;
+
+    #[test]
+    fn last_components_split_like_the_kernel_walks() {
+        assert_eq!(split_last(b"/tmp/m"), Some((&b"/tmp"[..], &b"m"[..])));
+        assert_eq!(split_last(b"/m/"), Some((&b"/"[..], &b"m"[..])));
+        assert_eq!(split_last(b"m"), Some((&b""[..], &b"m"[..])));
+        assert_eq!(split_last(b"a/b"), Some((&b"a"[..], &b"b"[..])));
+        assert_eq!(split_last(b"/"), None);
+        assert_eq!(split_last(b"."), None);
+        assert_eq!(split_last(b"/x/.."), None);
+        assert_eq!(split_last(b"/proc/self/fd/7"), None);
+    }
+}
