@@ -9,6 +9,7 @@ mod engine;
 mod escapes;
 pub mod images;
 mod init;
+mod redteam_guard;
 mod registry;
 mod runtime;
 pub mod vm;
@@ -156,6 +157,14 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                 ("escape/21-cross-container", escapes::cross_container),
                 ("escape/22-exec-leaks", escapes::exec_leaks),
                 ("escape/13-new-mount-api", escapes::new_mount_api),
+                (
+                    "redteam/guard-protected-by-mount-id",
+                    redteam_guard::protected_by_mount_id,
+                ),
+                (
+                    "redteam/guard-fresh-sysfs-superblock",
+                    redteam_guard::fresh_sysfs_superblock,
+                ),
                 ("escape/14-toctou", escapes::toctou),
                 ("escape/09-masked-path-races", escapes::masked_path_races),
                 ("escape/07-runtime-overwrite", escapes::runtime_overwrite),
