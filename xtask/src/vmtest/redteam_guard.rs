@@ -100,7 +100,7 @@ pub fn fresh_sysfs_superblock(vm: &Vm) -> Result<()> {
         hull-probe mount /tmp/x /sys - bind
         hull-probe mount none /tmp/s/kernel tmpfs
         after=$(grep -cE ' /sys(/[^ ]*)? ' /proc/self/mountinfo)
-        [ "$before" = "$after" ] && echo sys_unchanged=1
+        echo sys_unchanged=$([ "$before" = "$after" ] && echo 1 || echo 0)
     "#;
     for extra in MODES {
         let r = sh_in(vm, extra, script)?;
