@@ -2,9 +2,10 @@
 //! (own user namespace with an exclusive id range, id-shifted rootfs, locked
 //! protective mounts, seccomp with the mount family trapped for hull-guard).
 //!
-//! The library holds everything; `src/bin/hull-runtime.rs` is the runtime's
-//! CLI edge and `src/bin/hull-guard.rs` the guard daemon's ([`guard`]), which
-//! receives the listeners described in [`guard_proto`] and serves [`idrange`].
+//! The library holds everything; `src/bin/hull-runtime.rs` is the CLI edge.
+//! The guard daemon is its own crate (`guard/`, hull-guard); the runtime
+//! shares only the protocol with it (`hull-guard-proto`: [`guard_proto`]
+//! holds the client, [`idrange`] the shared id-range table).
 
 pub mod bindroots;
 pub mod capabilities;
@@ -15,7 +16,6 @@ pub mod config;
 pub mod console;
 pub mod devcg;
 pub mod error;
-pub mod guard;
 pub mod guard_proto;
 pub mod hardening;
 pub mod hooks;

@@ -586,7 +586,7 @@ fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) 
     let Some(dir) = ctx.procfs else {
         return Ok(());
     };
-    for (file, dest) in crate::guard::procfs::EMULATED {
+    for (file, dest) in hull_guard_proto::procfs::EMULATED {
         if ctx.masked.iter().any(|m| Path::new(dest).starts_with(m)) {
             continue;
         }
@@ -596,7 +596,7 @@ fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) 
             // The VM's kernel may lack a knob (or the bundle has no /proc).
             Err(_) => continue,
         };
-        let src = crate::guard::procfs::container_dir(dir, ctx.ids.start).join(file);
+        let src = hull_guard_proto::procfs::container_dir(dir, ctx.ids.start).join(file);
         let s = match open_host(&src) {
             Ok(s) => s,
             Err(e) => {

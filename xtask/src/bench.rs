@@ -330,7 +330,7 @@ fn host_metrics() -> Result<Vec<Metric>> {
     let sh = Shell::new()?;
     let _dir = sh.push_dir(paths::workspace());
     xshell::cmd!(sh, "cargo bench -q -p hull-runtime --bench lifecycle").run()?;
-    xshell::cmd!(sh, "cargo bench -q -p hull-runtime --bench guard").run()?;
+    xshell::cmd!(sh, "cargo bench -q -p hull-guard --bench guard").run()?;
     xshell::cmd!(sh, "cargo bench -q -p hull-gate --bench overhead").run()?;
     let read = |f: &str| -> Result<serde_json::Value> {
         let p = paths::target().join("bench").join(f);

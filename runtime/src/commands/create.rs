@@ -301,7 +301,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         privileged,
         bind_roots: &cfg.bind_roots,
         procfs: (cfg.guard == GuardMode::Required
-            && crate::guard::procfs::is_mounted(&cfg.guard_procfs))
+            && hull_guard_proto::procfs::is_mounted(&cfg.guard_procfs))
         .then(|| cfg.guard_procfs.clone()),
     };
     let m = match namespaces::fork_into_pidns(Some(&pidns))? {

@@ -92,10 +92,12 @@ pub fn delete(cfg: &RuntimeConfig, id: &str, force: bool) -> Result<()> {
     }
     // The same allocator, directly (flock-protected): a delete never fails
     // because the guard is down.
-    Allocator::new(&cfg.idranges_dir, cfg.idranges_max).release(&Owner {
-        id: id.into(),
-        state_dir: sdir,
-    })
+    Allocator::new(&cfg.idranges_dir, cfg.idranges_max)
+        .release(&Owner {
+            id: id.into(),
+            state_dir: sdir,
+        })
+        .map_err(Into::into)
 }
 
 fn kill_and_wait(st: &State) -> Result<()> {

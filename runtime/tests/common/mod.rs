@@ -517,7 +517,54 @@ pub fn pure_v2_view() -> bool {
         .is_ok()
 }
 
-pub const GUARD_BIN: &str = env!("CARGO_BIN_EXE_hull-guard");
+/// hull-guard (its own package: see `workspace_bin`).
+pub static GUARD_BIN: std::sync::LazyLock<PathBuf> =
+    std::sync::LazyLock::new(|| workspace_bin("hull-guard", "hull-guard"));
+
+/// A binary of another package of this workspace: cargo hands tests only
+/// their own package's binaries (`CARGO_BIN_EXE_*`), and hull-runtime and
+/// hull-guard are separate packages. Built once per test process by cargo,
+/// in this test's profile and target directory; a failed build fails the
+/// test, naming the command.
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test>-<hash>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps")
+        .to_path_buf();
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == bin) {
+        let cargo = std::env::var("CARGO")
+            .ok()
+            .or(option_env!("CARGO").map(String::from))
+            .unwrap_or_else(|| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut c = Command::new(&cargo);
+        c.args([
+            "build",
+            "-q",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--manifest-path",
+        ])
+        .arg(&manifest);
+        if dir.file_name() == Some("release".as_ref()) {
+            c.arg("--release");
+        }
+        let st = c.status().expect("run cargo");
+        assert!(
+            st.success(),
+            "`{cargo} build -p {package} --bin {bin}` failed: the test needs {bin}"
+        );
+        built.push(bin.to_string());
+    }
+    dir.join(bin)
+}
 
 /// A real hull-guard for one test: its own socket, state, audit log and the
 /// env's id-range table. Killed (and its FUSE mount detached) on drop.
@@ -551,7 +598,7 @@ impl Guard {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(GUARD_BIN)
+        let child = Command::new(&*GUARD_BIN)
             .arg("--socket")
             .arg(&self.sock)
             .arg("--state-dir")

@@ -11,6 +11,7 @@ pub mod images;
 mod init;
 mod kernel_hardening;
 mod redteam_gate;
+mod redteam_guard;
 mod redteam_runtime;
 mod registry;
 mod runtime;
@@ -159,6 +160,14 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                 ("escape/21-cross-container", escapes::cross_container),
                 ("escape/22-exec-leaks", escapes::exec_leaks),
                 ("escape/13-new-mount-api", escapes::new_mount_api),
+                (
+                    "redteam/guard-protected-by-mount-id",
+                    redteam_guard::protected_by_mount_id,
+                ),
+                (
+                    "redteam/guard-fresh-sysfs-superblock",
+                    redteam_guard::fresh_sysfs_superblock,
+                ),
                 ("escape/14-toctou", escapes::toctou),
                 ("escape/kernel-switches", kernel_hardening::kernel_switches),
                 ("escape/09-masked-path-races", escapes::masked_path_races),

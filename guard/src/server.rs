@@ -18,10 +18,10 @@ use serde_json::json;
 use super::audit::{now_rfc3339, AuditLog};
 use super::control::{self, Control, FromWorker, ToWorker};
 use super::procfs;
-use crate::guard_proto::{
+use hull_guard_proto::idrange::Allocator;
+use hull_guard_proto::{
     ContainerIdentity, MountRole, ProcessKind, Request, Response, PROTOCOL_VERSION,
 };
-use crate::idrange::Allocator;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -351,21 +351,55 @@ fn record(shared: &Shared, c: &ContainerIdentity) {
     }
 }
 
+/// Save an init's identity for later registrations of its container (a
+/// restarted guard serving an exec'd process). Written whole or not at all
+/// (temporary file, then rename), so a crash never leaves half an identity.
+fn save_identity(path: &Path, c: &ContainerIdentity) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("identity path {} has no parent", path.display()))?;
+    ensure_dir(dir, 0o700).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    let j = serde_json::to_vec(c)?;
+    std::fs::write(&tmp, j).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| anyhow::anyhow!("cannot rename {} into place: {e}", tmp.display()))
+}
+
+/// The saved identity of container `id`, or why there is none usable.
+fn load_identity(path: &Path, id: &str) -> Result<ContainerIdentity, String> {
+    let b = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let prev: ContainerIdentity =
+        serde_json::from_slice(&b).map_err(|e| format!("{} is corrupt: {e}", path.display()))?;
+    if prev.id != id {
+        return Err(format!(
+            "{} names container {:?}, not {id:?}",
+            path.display(),
+            prev.id
+        ));
+    }
+    Ok(prev)
+}
+
 fn register(shared: &Arc<Shared>, mut c: ContainerIdentity, fd: OwnedFd) -> anyhow::Result<()> {
     let saved = identity_path(shared, &c.id);
+    // Why a worker may have to refuse everything: a later process of a
+    // container (exec) registers without its mount list, and a new worker
+    // takes the masks from the saved identity. Without it the guard would
+    // not know what to protect: an empty set would let every mask go and
+    // build fresh proc without masks. So all mount calls are refused.
+    let mut refuse_all = None;
     if c.kind == ProcessKind::Init {
-        if let Some(d) = saved.parent() {
-            let _ = ensure_dir(d, 0o700);
-        }
-        if let Ok(j) = serde_json::to_vec(&c) {
-            let _ = std::fs::write(&saved, j);
-        }
+        save_identity(&saved, &c)?;
     } else if c.mounts.is_empty() {
-        if let Some(prev) = std::fs::read(&saved)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ContainerIdentity>(&b).ok())
-        {
-            c.mounts = prev.mounts;
+        match load_identity(&saved, &c.id) {
+            Ok(prev) => c.mounts = prev.mounts,
+            Err(why) => {
+                tracing::error!(container = %c.id, "saved identity unusable: {why}");
+                refuse_all = Some(format!(
+                    "the guard's saved identity of this container is missing or corrupt ({why}): its protected mounts are unknown, every mount call is refused"
+                ));
+            }
         }
     }
     let existing = shared
@@ -391,6 +425,7 @@ fn register(shared: &Arc<Shared>, mut c: ContainerIdentity, fd: OwnedFd) -> anyh
     mine.send(
         &ToWorker::Init {
             container: c.clone(),
+            refuse_all,
         },
         Some(fd.as_raw_fd()),
     )?;
@@ -550,16 +585,22 @@ fn fresh(
             ToWorker::Fresh {
                 ok: false,
                 error: Some(e),
-                protected: vec![],
+                submounts: vec![],
             },
             None,
         )
     };
+    // Never build without the masks: a container the guard no longer
+    // knows gets no fresh proc or sysfs at all.
     let mounts = match shared.workers.lock() {
-        Ok(m) => m
-            .get(id)
-            .map(|w| w.container.mounts.clone())
-            .unwrap_or_default(),
+        Ok(m) => match m.get(id) {
+            Some(w) => w.container.mounts.clone(),
+            None => {
+                return failed(format!(
+                    "container {id} is not registered: its masks are unknown"
+                ))
+            }
+        },
         Err(_) => return failed("poisoned".into()),
     };
     let base = if kind == "proc" { "/proc/" } else { "/sys/" };

@@ -59,7 +59,7 @@ pub fn run(a: &FreshArgs) -> std::io::Result<()> {
     let ns = |n: &str| -> std::io::Result<OwnedFd> {
         Ok(std::fs::File::open(format!("/proc/{}/ns/{n}", a.tid))?.into())
     };
-    let r = (|| -> std::io::Result<(OwnedFd, Vec<(u64, String)>)> {
+    let r = (|| -> std::io::Result<(OwnedFd, Vec<(String, u64)>)> {
         let pidns = ns("pid")?;
         let netns = ns("net")?;
         let userns = ns("user")?;
@@ -75,11 +75,11 @@ pub fn run(a: &FreshArgs) -> std::io::Result<()> {
                 drop(rd);
                 let res = build(a, userns);
                 let _ = match res {
-                    Ok((tree, protected)) => wr.send(
+                    Ok((tree, submounts)) => wr.send(
                         &ToWorker::Fresh {
                             ok: true,
                             error: None,
-                            protected,
+                            submounts,
                         },
                         Some(tree.as_raw_fd()),
                     ),
@@ -87,7 +87,7 @@ pub fn run(a: &FreshArgs) -> std::io::Result<()> {
                         &ToWorker::Fresh {
                             ok: false,
                             error: Some(e.to_string()),
-                            protected: vec![],
+                            submounts: vec![],
                         },
                         None,
                     ),
@@ -103,11 +103,11 @@ pub fn run(a: &FreshArgs) -> std::io::Result<()> {
                     Some((
                         ToWorker::Fresh {
                             ok: true,
-                            protected,
+                            submounts,
                             ..
                         },
                         Some(fd),
-                    )) => Ok((fd, protected)),
+                    )) => Ok((fd, submounts)),
                     Some((ToWorker::Fresh { error, .. }, _)) => {
                         Err(std::io::Error::other(error.unwrap_or_default()))
                     }
@@ -117,11 +117,11 @@ pub fn run(a: &FreshArgs) -> std::io::Result<()> {
         }
     })();
     match r {
-        Ok((tree, protected)) => out.send(
+        Ok((tree, submounts)) => out.send(
             &ToWorker::Fresh {
                 ok: true,
                 error: None,
-                protected,
+                submounts,
             },
             Some(tree.as_raw_fd()),
         ),
@@ -129,7 +129,7 @@ pub fn run(a: &FreshArgs) -> std::io::Result<()> {
             &ToWorker::Fresh {
                 ok: false,
                 error: Some(e.to_string()),
-                protected: vec![],
+                submounts: vec![],
             },
             None,
         ),
@@ -146,7 +146,7 @@ fn open_beneath(root: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
     )
 }
 
-fn build(a: &FreshArgs, userns: OwnedFd) -> std::io::Result<(OwnedFd, Vec<(u64, String)>)> {
+fn build(a: &FreshArgs, userns: OwnedFd) -> std::io::Result<(OwnedFd, Vec<(String, u64)>)> {
     rsys::unshare(libc::CLONE_NEWNS)?;
     mount(
         None::<&str>,
@@ -245,10 +245,16 @@ fn build(a: &FreshArgs, userns: OwnedFd) -> std::io::Result<(OwnedFd, Vec<(u64, 
     }
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     let top_s = top.to_string_lossy().to_string();
-    let protected: Vec<(u64, String)> = mountinfo::parse(&info)
+    // Where the masks and read-only binds are (the worker identifies each
+    // mount there by id once it holds the tree).
+    let submounts: Vec<(String, u64)> = mountinfo::parse(&info)
         .into_iter()
         .filter(|e| e.mountpoint != top_s && mountinfo::is_within(&e.mountpoint, &top_s))
-        .map(|e| (e.dev, e.root))
+        .filter_map(|e| {
+            e.mountpoint
+                .strip_prefix(&top_s)
+                .map(|r| (r.trim_start_matches('/').to_string(), e.dev))
+        })
         .collect();
     drop(root);
     // Lock: a mount namespace copied into a less privileged user namespace
@@ -260,5 +266,5 @@ fn build(a: &FreshArgs, userns: OwnedFd) -> std::io::Result<(OwnedFd, Vec<(u64, 
         Some(&top),
         rsys::OPEN_TREE_CLONE | rsys::AT_RECURSIVE,
     )?;
-    Ok((tree, protected))
+    Ok((tree, submounts))
 }

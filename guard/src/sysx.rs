@@ -119,6 +119,83 @@ fn stat_of(st: &libc::statx) -> Stat {
 }
 
 /// statx(2) of `path` under `dir`, following links (magic ones included).
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// The unique id of the mount `fd` is on. Unlike the ids mountinfo shows
+/// (recycled as soon as a mount is gone), it is never given to another
+/// mount while the VM runs, so a set of them names mounts for good.
+pub fn mnt_id_unique(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: zeroed plain-old-data struct, filled by the kernel.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, empty C string, output struct of the right size.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            STATX_MNT_ID_UNIQUE,
+            &mut st,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.stx_mask & STATX_MNT_ID_UNIQUE == 0 {
+        // Kernels before 6.8: refuse rather than fall back to recycled ids.
+        return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+    }
+    Ok(st.stx_mnt_id)
+}
+
+const NR_STATMOUNT: libc::c_long = 457;
+
+/// struct mnt_id_req, first version (24 bytes).
+#[repr(C)]
+struct MntIdReq {
+    size: u32,
+    spare: u32,
+    mnt_id: u64,
+    param: u64,
+}
+
+/// Is the mount with unique id `id` attached in our current mount namespace
+/// (false: detached, from fsmount or an open_tree clone, or in another
+/// namespace)? Asked of the kernel, not of a mountinfo listing, which leaves
+/// out every mount outside the reader's root.
+pub fn attached_here(id: u64) -> io::Result<bool> {
+    const STATMOUNT_SB_BASIC: u64 = 0x1;
+    let req = MntIdReq {
+        size: std::mem::size_of::<MntIdReq>() as u32,
+        spare: 0,
+        mnt_id: id,
+        param: STATMOUNT_SB_BASIC,
+    };
+    let mut buf = [0u64; 512];
+    // SAFETY: a valid request struct of the size it declares and an output
+    // buffer of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            NR_STATMOUNT,
+            &req as *const MntIdReq,
+            buf.as_mut_ptr(),
+            std::mem::size_of_val(&buf),
+            0,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error() {
+        // The kernel looks the id up in our namespace first: ENOENT is
+        // "not here".
+        e if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        // Found, but outside our root (we are chrooted to the caller's) and
+        // hidden from us: attached all the same.
+        e if e.raw_os_error() == Some(libc::EPERM) => Ok(true),
+        e => Err(e),
+    }
+}
+
 pub fn statx_at(dir: BorrowedFd<'_>, path: &str) -> io::Result<Stat> {
     let p = cstring(path.as_bytes())?;
     // SAFETY: zeroed plain-old-data struct, filled by the kernel.

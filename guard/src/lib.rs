@@ -2,6 +2,10 @@
 //! container (seccomp user notification), emulates the procfs files the
 //! kernel does not namespace, and serves the exclusive id ranges.
 //!
+//! It is its own crate because it is its own daemon, with its own privileges
+//! and attack surface: it shares nothing with hull-runtime but the protocol
+//! (`hull-guard-proto`). `src/bin/hull-guard.rs` is the CLI edge.
+//!
 //! Layout: `server` (main process: socket, workers, audit, id ranges),
 //! `worker` (one process per container, in its user namespace: vets and
 //! performs), `freshfs` (builds masked proc/sysfs), `procfs` (FUSE emulation),
@@ -18,5 +22,6 @@ pub mod notify;
 pub mod policy;
 pub mod procfs;
 pub mod server;
+pub mod sys;
 pub mod sysx;
 pub mod worker;

@@ -1,4 +1,4 @@
-//! hull-guard: the CLI edge of the guard daemon (`hull_runtime::guard`).
+//! hull-guard: the CLI edge of the guard daemon (the `hull_guard` library).
 //! `hull-guard [serve]` is what init runs; `worker` and `freshfs` are the
 //! guard's own helper processes (it re-executes itself), never run by hand.
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hull_runtime::guard::{freshfs, procfs, server, worker};
+use hull_guard::{freshfs, procfs, server, worker};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,7 +54,7 @@ struct ServeOpts {
         default_value = "/var/lib/hull/idranges"
     )]
     idranges_dir: PathBuf,
-    #[arg(long = "idranges-max", env = "HULL_IDRANGES_MAX", default_value_t = hull_runtime::idrange::DEFAULT_MAX_RANGES)]
+    #[arg(long = "idranges-max", env = "HULL_IDRANGES_MAX", default_value_t = hull_guard_proto::idrange::DEFAULT_MAX_RANGES)]
     idranges_max: usize,
     /// Do not mount the procfs emulation (FUSE).
     #[arg(long = "no-procfs")]
@@ -85,7 +85,17 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    hull_runtime::logging::init(None, false, cli.serve.debug);
+    // Warnings and errors on stderr (init keeps it); everything with --debug.
+    let level = if cli.serve.debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::WARN
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(level)
+        .try_init();
     let r = match cli.command {
         None | Some(Cmd::Serve) => {
             let o = cli.serve;

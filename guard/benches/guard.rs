@@ -3,7 +3,7 @@
 //! syscall the guard never sees, whose throughput must not change). Trapped =
 //! the default (`--guard required`, a real hull-guard vets and performs every
 //! call); untrapped = `--guard none` (the kernel's locks only). Run as root:
-//! `cargo bench -p hull-runtime --bench guard` (HULL_BENCH_PAIRS,
+//! `cargo bench -p hull-guard --bench guard` (HULL_BENCH_PAIRS,
 //! HULL_BENCH_GETPIDS, HULL_BENCH_ROUNDS). Prints figures and writes
 //! target/bench/guard.json; asserts nothing (machines are noisy).
 

@@ -32,44 +32,11 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow,
 };
 
-use crate::idrange::{IdRange, FIRST_ID, RANGE_LEN};
+use hull_guard_proto::idrange::{IdRange, FIRST_ID, RANGE_LEN};
 
-/// (file name in a container's directory, path inside the container it is
-/// bound over). The runtime binds each before the container enters its user
-/// namespace, so the binds are locked like every other initial mount.
-pub const EMULATED: &[(&str, &str)] = &[
-    ("uptime", "/proc/uptime"),
-    ("swaps", "/proc/swaps"),
-    ("meminfo", "/proc/meminfo"),
-    ("cpuinfo", "/proc/cpuinfo"),
-    ("kernel.panic", "/proc/sys/kernel/panic"),
-    ("kernel.panic_on_oops", "/proc/sys/kernel/panic_on_oops"),
-    ("kernel.sysrq", "/proc/sys/kernel/sysrq"),
-    ("kernel.printk", "/proc/sys/kernel/printk"),
-    ("kernel.pid_max", "/proc/sys/kernel/pid_max"),
-    ("kernel.kptr_restrict", "/proc/sys/kernel/kptr_restrict"),
-    ("kernel.dmesg_restrict", "/proc/sys/kernel/dmesg_restrict"),
-    ("vm.overcommit_memory", "/proc/sys/vm/overcommit_memory"),
-    ("fs.protected_fifos", "/proc/sys/fs/protected_fifos"),
-    ("fs.protected_hardlinks", "/proc/sys/fs/protected_hardlinks"),
-    ("fs.protected_regular", "/proc/sys/fs/protected_regular"),
-    ("fs.protected_symlinks", "/proc/sys/fs/protected_symlinks"),
-];
-
-const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
-
-/// Is `dir` a live hull procfs mount? (The runtime checks before binding.)
-pub fn is_mounted(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir)
-        .map(|s| s.filesystem_type().0 == FUSE_SUPER_MAGIC)
-        .unwrap_or(false)
-        && dir.join(FIRST_ID.to_string()).join("uptime").exists()
-}
-
-/// The directory of the container whose range starts at `start`.
-pub fn container_dir(mount: &Path, start: u32) -> std::path::PathBuf {
-    mount.join(start.to_string())
-}
+// The layout the runtime binds from is the contract between the two: it
+// lives in hull-guard-proto.
+pub use hull_guard_proto::procfs::{container_dir, is_mounted, EMULATED};
 
 #[derive(Debug, Clone)]
 pub struct ContainerView {

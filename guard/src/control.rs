@@ -7,22 +7,30 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::guard_proto::ContainerIdentity;
+use hull_guard_proto::ContainerIdentity;
 
 /// Main → worker.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ToWorker {
     /// First message: who the worker serves; the first listener rides along.
-    Init { container: ContainerIdentity },
+    Init {
+        container: ContainerIdentity,
+        /// Set when the guard does not know what this container's
+        /// protected mounts are (its saved identity is missing or corrupt):
+        /// the worker refuses every call, giving this reason.
+        refuse_all: Option<String>,
+    },
     /// Another process of the same container (exec): its listener rides along.
     Listener { pid: i32 },
     /// A masked proc/sysfs tree built for a caller (the tree's fd rides along).
     Fresh {
         ok: bool,
         error: Option<String>,
-        /// (dev, root) of every mask and read-only bind in the tree.
-        protected: Vec<(u64, String)>,
+        /// Where each mask and read-only bind of the tree is, relative to
+        /// its top, and its superblock (the worker identifies each by id
+        /// there, or protects the superblock when it cannot).
+        submounts: Vec<(String, u64)>,
     },
 }
 

@@ -5,9 +5,24 @@
 
 use std::path::{Path, PathBuf};
 
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// The cgroup v2 hierarchy: /sys/fs/cgroup, or the unified one of a hybrid host.
+fn v2_root() -> Option<PathBuf> {
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| {
+            nix::sys::statfs::statfs(*p)
+                .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
+                .unwrap_or(false)
+        })
+        .map(Path::to_path_buf)
+}
+
 /// The v2 cgroup directory a process is in now.
 pub fn cgroup_dir(pid: i32) -> Option<PathBuf> {
-    let (root, _) = crate::cgroup::v2_root()?;
+    let root = v2_root()?;
     let s = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let rel = s.lines().find_map(|l| l.strip_prefix("0::"))?;
     Some(root.join(rel.trim_start_matches('/')))

@@ -843,3 +843,206 @@ fn uptime_is_the_containers_own_even_when_no_mount_call_is_trapped() {
     );
     assert!(g.audit("plain").iter().all(|e| e["syscall"].is_null()));
 }
+
+// ---- Fail-open paths of the red-team issue (each refused by the guard itself,
+// with EPERM and a reason in the audit log). ----
+
+/// errno 1, as the helpers print it.
+const EPERM: &str = "1";
+
+/// Like `guarded`, but a missing prerequisite fails the test, naming it.
+fn guarded_strict(test: &str) -> (Env, Guard) {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "{test}: needs root (namespaces, mounts, seccomp listeners)"
+    );
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "{test}: needs /bin/busybox (apt-get install busybox-static)"
+    );
+    guarded(test).expect("root and busybox were checked above")
+}
+
+/// The guard's own EPERM denial for `syscall` on `target`, with its reason.
+fn guard_eperm<'a>(d: &'a [Value], syscall: &str, target: &str) -> Option<&'a Value> {
+    d.iter().find(|e| {
+        e["syscall"] == syscall
+            && e["result"] == "EPERM"
+            && (e["args"]["target"] == target || e["args"]["path"] == target)
+    })
+}
+
+#[test]
+fn a_lost_or_corrupt_saved_identity_refuses_every_mount_of_its_container() {
+    let (env, mut g) = guarded_strict("saved identity");
+    assert!(with_helper(&env, "rawmount"), "needs a C compiler (gcc)");
+    let sh = shared_dir(&env, "shared");
+    for id in ["lost", "corrupt"] {
+        let script =
+            format!("touch /shared/{id}_ready; while [ ! -e /shared/done ]; do sleep 0.05; done");
+        let c = with_shared(sys_admin(&env, &script), &sh);
+        let b = env.bundle(id, &c);
+        env.ok(&["create", "-b", b.to_str().unwrap(), id]);
+        env.ok(&["start", id]);
+        assert!(
+            wait_for(&sh.join(format!("{id}_ready")), 20),
+            "{id} started"
+        );
+    }
+    // The guard restarts; meanwhile its saved identities were lost or damaged.
+    g.kill();
+    let saved = g.state.join("containers");
+    let lost = saved.join("lost.json");
+    let corrupt = saved.join("corrupt.json");
+    assert!(
+        lost.exists() && corrupt.exists(),
+        "the guard saved both identities"
+    );
+    std::fs::remove_file(&lost).unwrap();
+    std::fs::write(&corrupt, b"{\"id\":\"corrupt\",\"mounts\":[{\"dest").unwrap();
+    g.spawn();
+    let script = "mkdir -p /tmp/e /tmp/p; \
+        rawmount tmpfs mount none /tmp/e tmpfs; \
+        rawmount proc mount proc /tmp/p proc; \
+        grep -c ' /tmp/[ep] ' /proc/self/mountinfo | sed 's/^/mounted=/'";
+    for id in ["lost", "corrupt"] {
+        let r = kv(&env.ok(&["exec", id, "sh", "-c", script]));
+        assert_eq!(
+            r["tmpfs"], EPERM,
+            "{id}: a tmpfs without an identity: {r:?}"
+        );
+        assert_eq!(
+            r["proc"], EPERM,
+            "{id}: a fresh proc without its masks: {r:?}"
+        );
+        assert_eq!(r["mounted"], "0", "{id}: {r:?}");
+        let d = denies(&g, id);
+        for (syscall, target) in [("mount", "/tmp/e"), ("mount", "/tmp/p")] {
+            let e = guard_eperm(&d, syscall, target)
+                .unwrap_or_else(|| panic!("{id}: no EPERM deny of {syscall} {target}: {d:#?}"));
+            assert!(
+                e["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("saved identity"),
+                "{id}: the reason names the identity: {e}"
+            );
+        }
+    }
+    std::fs::write(sh.join("done"), "").unwrap();
+    for id in ["lost", "corrupt"] {
+        env.run(&["delete", "--force", id]);
+    }
+}
+
+#[test]
+fn protected_mounts_are_known_by_mount_id_even_where_the_callers_mountinfo_does_not_show_them() {
+    let (env, g) = guarded_strict("protected by mount id");
+    assert!(with_helper(&env, "rawmount"), "needs a C compiler (gcc)");
+    // fd 3 is the container's /proc, fd 4 its /proc/keys mask and fd 5 its
+    // /sys/firmware mask, opened before a chroot whose mountinfo shows none
+    // of them (mounts outside a root are not listed there); /proc inside the
+    // chroot lets the kernel resolve /proc/self/fd/N for the caller too.
+    let script = r#"
+        mkdir -p /tmp/cr/bin /tmp/cr/proc
+        mount --bind /bin /tmp/cr/bin; mount --rbind /proc /tmp/cr/proc
+        chroot /tmp/cr /bin/sh -c '
+            for f in 3 4 5; do
+                id=$(sed -n "s/^mnt_id:[[:space:]]*//p" /proc/self/fdinfo/$f)
+                echo "fd${f}_mnt=$id"
+                echo "fd${f}_listed=$(grep -c "^$id " /proc/self/mountinfo)"
+            done
+            test -e /proc/self/fd/3/keys && echo fd3_is_proc=1
+            rawmount over_proc mount none /proc/self/fd/3 tmpfs
+            rawmount umount_mask umount /proc/self/fd/4
+            rawmount over_mask mount none /proc/self/fd/5 tmpfs
+        ' 3</proc 4</proc/keys 5</sys/firmware
+        grep -c ' /proc tmpfs ' /proc/mounts | sed 's/^/proc_covered=/'
+        wc -c < /proc/keys | sed 's/^/keys_bytes=/'
+    "#;
+    let r = run(&env, "byid", &sys_admin(&env, script));
+    // The premise: the mounts behind the fds are not in the caller's
+    // mountinfo (the chroot's copies of /proc are other mounts).
+    for f in [3, 4, 5] {
+        let id = r.get(&format!("fd{f}_mnt")).map(String::as_str);
+        assert!(
+            id.is_some_and(|i| !i.is_empty()),
+            "fd {f}'s mount id: {r:?}"
+        );
+        let listed = r.get(&format!("fd{f}_listed")).map(String::as_str);
+        assert_eq!(listed, Some("0"), "fd {f}: {r:?}");
+    }
+    assert_eq!(
+        r.get("fd3_is_proc").map(String::as_str),
+        Some("1"),
+        "the attempt names the real /proc: {r:?}"
+    );
+    for k in ["over_proc", "umount_mask", "over_mask"] {
+        assert_eq!(r[k], EPERM, "{k}: {r:?}");
+    }
+    assert_eq!(r["proc_covered"], "0", "{r:?}");
+    assert_eq!(r["keys_bytes"], "0", "/proc/keys stays masked: {r:?}");
+    let d = denies(&g, "byid");
+    for (syscall, target, why) in [
+        ("mount", "/proc/self/fd/3", "mounting over"),
+        ("umount2", "/proc/self/fd/4", "umount of /proc/keys"),
+        ("mount", "/proc/self/fd/5", "mounting over"),
+    ] {
+        let e = guard_eperm(&d, syscall, target)
+            .unwrap_or_else(|| panic!("no EPERM deny of {syscall} {target}: {d:#?}"));
+        assert!(
+            e["reason"].as_str().unwrap_or_default().contains(why),
+            "{syscall} {target}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_fresh_sysfs_sharing_the_containers_superblock_opens_nothing_over_sys() {
+    let (env, g) = guarded_strict("fresh sysfs superblock");
+    assert!(with_helper(&env, "rawmount"), "needs a C compiler (gcc)");
+    // In the container's network namespace a new sysfs is the same
+    // superblock as its /sys: the fresh tree must not make /sys fair game.
+    let script = r#"
+        mkdir -p /tmp/s /tmp/x
+        mount -t sysfs sysfs /tmp/s; echo fresh_sysfs=$?
+        stat -c '%d' /sys /tmp/s | uniq | wc -l | sed 's/^/superblocks=/'
+        grep -cE ' /sys(/[^ ]*)? ' /proc/self/mountinfo | sed 's/^/sys_mounts_before=/'
+        rawmount over_sys_dir mount none /sys/kernel tmpfs
+        rawmount over_sys_mask mount none /sys/firmware tmpfs
+        rawmount over_sys mount /tmp/x /sys none bind
+        mount -t tmpfs none /tmp/s/kernel; echo inner_mask_on_fresh=$?
+        grep -cE ' /sys(/[^ ]*)? ' /proc/self/mountinfo | sed 's/^/sys_mounts_after=/'
+    "#;
+    let r = run(&env, "sysfs", &sys_admin(&env, script));
+    assert_allowed(
+        &r,
+        &["fresh_sysfs", "inner_mask_on_fresh"],
+        &format!("{r:?}"),
+    );
+    assert_eq!(
+        r["superblocks"], "1",
+        "the premise: one sysfs superblock: {r:?}"
+    );
+    for k in ["over_sys_dir", "over_sys_mask", "over_sys"] {
+        assert_eq!(r[k], EPERM, "{k}: {r:?}");
+    }
+    assert_eq!(
+        r["sys_mounts_after"], r["sys_mounts_before"],
+        "nothing new on or under /sys: {r:?}"
+    );
+    let d = denies(&g, "sysfs");
+    for target in ["/sys/kernel", "/sys/firmware", "/sys"] {
+        let e = guard_eperm(&d, "mount", target)
+            .unwrap_or_else(|| panic!("no EPERM deny of mount {target}: {d:#?}"));
+        assert!(
+            e["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("mounting over"),
+            "{target}: {e}"
+        );
+    }
+}
