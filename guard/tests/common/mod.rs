@@ -111,6 +111,12 @@ impl Env {
         c.arg("--root").arg(self.root());
         c.env("HULL_GUARD", self.guard);
         c.env("HULL_IDRANGES_DIR", &self.ids);
+        // Bind sources of the tests live in the test's own folder (the
+        // runtime refuses binds outside its mount roots).
+        c.env(
+            "HULL_MOUNT_ROOTS",
+            std::fs::canonicalize(self.dir.path()).expect("canonical test folder"),
+        );
         c.env_remove("HULL_GUARD_SOCKET");
         if let Some(s) = &self.guard_socket {
             c.env("HULL_GUARD_SOCKET", s);
@@ -272,6 +278,8 @@ pub fn docker_like_seccomp(mount_family: bool) -> Value {
         "dup2",
         "dup3",
         "nanosleep",
+        // Docker's profile has it: a sleep interrupted by the freezer resumes through it.
+        "restart_syscall",
         "clock_nanosleep",
         "getpid",
         "getppid",
