@@ -1,6 +1,7 @@
 //! What the escape suite compares before and after each attempt: the VM's
 //! settings, a canary file only root in the VM can write, the lockdown
-//! sysctls and a few other global kernel values a container must not change.
+//! sysctls and a few other global kernel values a container must not change
+//! (the hostname, the uevent helper, the wall clock's offset).
 
 use std::fs;
 use std::io::Write;
@@ -41,6 +42,7 @@ fn digest(path: &str) -> Value {
 /// Global values no container may change.
 const WATCHED: &[&str] = &[
     "kernel/hostname",
+    "kernel/domainname",
     "kernel/core_pattern",
     "kernel/panic",
     "kernel/panic_on_oops",
@@ -87,6 +89,22 @@ pub fn listening() -> Vec<String> {
     out
 }
 
+/// The wall clock's offset from boot time, in whole seconds: constant while
+/// nobody sets the clock (settimeofday, clock_settime, adjtimex).
+fn clock_offset() -> i64 {
+    let read = |id| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock id and a live timespec to fill.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    let (real, boot) = (read(libc::CLOCK_REALTIME), read(libc::CLOCK_BOOTTIME));
+    ((real - boot) / 1_000_000_000) as i64
+}
+
 pub fn snapshot() -> Value {
     let sysctls: serde_json::Map<String, Value> = WATCHED
         .iter()
@@ -102,5 +120,11 @@ pub fn snapshot() -> Value {
         "canary_sha256": digest(CANARY),
         "sysctls": sysctls,
         "root_read_only": crate::mounts::is_read_only("/"),
+        // Absent in hull's kernel (no UEVENT_HELPER); a value would be a
+        // program the kernel runs as the VM's root.
+        "uevent_helper": fs::read_to_string("/sys/kernel/uevent_helper")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "absent".into()),
+        "clock_offset_s": clock_offset(),
     })
 }

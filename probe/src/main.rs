@@ -31,6 +31,10 @@ fn name(e: i32) -> String {
         libc::ELOOP => "ELOOP".into(),
         libc::E2BIG => "E2BIG".into(),
         libc::ENXIO => "ENXIO".into(),
+        libc::ETXTBSY => "ETXTBSY".into(),
+        libc::EEXIST => "EEXIST".into(),
+        libc::ENOTDIR => "ENOTDIR".into(),
+        libc::EISDIR => "EISDIR".into(),
         e => format!("errno{e}"),
     }
 }
@@ -53,6 +57,39 @@ fn c(s: &str) -> CString {
 
 fn arg(args: &[String], i: usize) -> Option<&str> {
     args.get(i).map(String::as_str)
+}
+
+/// Says whether the object an attempt names is there, so that a scenario can
+/// tell "refused by the wall" from "nothing to act on" (`SETUP exists <p>` /
+/// `SETUP missing <p>`, before the attempt's own line).
+fn note_path(p: &str) {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) => {
+            use std::os::unix::fs::FileTypeExt;
+            let t = m.file_type();
+            let kind = if t.is_block_device() {
+                "block"
+            } else if t.is_char_device() {
+                "char"
+            } else if t.is_dir() {
+                "dir"
+            } else if t.is_symlink() {
+                "symlink"
+            } else {
+                "file"
+            };
+            println!("SETUP exists {p} ({kind})");
+        }
+        Err(e) => println!("SETUP missing {p}: {e}"),
+    }
+}
+
+/// Says whether `pid` is visible from here, and what it runs.
+fn note_pid(pid: i32) {
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => println!("SETUP visible pid {pid} ({})", comm.trim()),
+        Err(e) => println!("SETUP missing pid {pid}: {e}"),
+    }
 }
 
 fn mount(src: &str, target: &str, fstype: &str, flags: u64, data: &str) -> i64 {
@@ -123,6 +160,7 @@ fn run(args: &[String]) -> i32 {
             // read one byte: DENIED at open (EACCES from nodev, EPERM from the
             // device cgroup program) or at read.
             let Some(p) = arg(args, 2) else { return 2 };
+            note_path(p);
             // SAFETY: valid C string.
             let fd = unsafe { libc::open(c(p).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
             if fd < 0 {
@@ -214,10 +252,15 @@ fn run(args: &[String]) -> i32 {
             1
         }
         "mount" => {
-            // mount <src> <target> <fstype> [ro|rw|remount-rw|remount-ro|bind]
+            // mount <src> <target> <fstype> [ro|rw|remount-rw|remount-ro|bind] [data]
             let (Some(src), Some(t), Some(ty)) = (arg(args, 2), arg(args, 3), arg(args, 4)) else {
                 return 2;
             };
+            if src.starts_with('/') {
+                note_path(src);
+            }
+            note_path(t);
+            let data = arg(args, 6).unwrap_or("");
             let flags = match arg(args, 5).unwrap_or("") {
                 "remount-rw" => libc::MS_REMOUNT,
                 "remount-ro" => libc::MS_REMOUNT | libc::MS_RDONLY,
@@ -233,18 +276,22 @@ fn run(args: &[String]) -> i32 {
                     t,
                     if ty == "-" { "" } else { ty },
                     flags,
-                    "",
+                    data,
                 ),
                 &format!("mount({src}, {t}, {ty})"),
             )
         }
         "umount" => {
             let Some(t) = arg(args, 2) else { return 2 };
+            note_path(t);
             let detach = arg(args, 3) == Some("detach");
             // SAFETY: valid C string.
             let r =
                 unsafe { libc::umount2(c(t).as_ptr(), if detach { libc::MNT_DETACH } else { 0 }) };
-            report(r as i64, &format!("umount2({t})"))
+            report(
+                r as i64,
+                &format!("umount2({t}{})", if detach { ", DETACH" } else { "" }),
+            )
         }
         "mknod" => {
             let (Some(p), Some(kind)) = (arg(args, 2), arg(args, 3)) else {
@@ -281,22 +328,56 @@ fn run(args: &[String]) -> i32 {
             )
         }
         "reboot" => {
-            // LINUX_REBOOT_CMD_CAD_OFF: harmless if it were allowed in the VM.
+            // reboot [restart|cad-off]. RESTART in the container's own pid
+            // namespace is what the kernel lets a root with CAP_SYS_BOOT in
+            // that namespace do (it kills the namespace's init): only a wall
+            // in front of the kernel stops it. CAD_OFF is refused by the
+            // kernel itself (EINVAL) in any pid namespace but the VM's.
+            let (cmd, label) = match arg(args, 2).unwrap_or("restart") {
+                "cad-off" => (0_i64, "reboot(CAD_OFF)"),
+                _ => (0x0123_4567_i64, "reboot(RESTART)"),
+            };
             report(
                 syscall6(
                     libc::SYS_reboot,
-                    [0xfee1dead_u32 as i64, 672274793, 0, 0, 0, 0],
+                    [0xfee1dead_u32 as i64, 672274793, cmd, 0, 0, 0],
                 ),
-                "reboot(CAD_OFF)",
+                label,
             )
         }
-        "swapon" => report(
-            syscall6(
-                libc::SYS_swapon,
-                [c("/nonexistent").as_ptr() as i64, 0, 0, 0, 0, 0],
-            ),
-            "swapon",
-        ),
+        "swapon" => {
+            // swapon <path>: a file the caller prepared (mkswap), so that the
+            // kernel would act on it without the wall.
+            let Some(p) = arg(args, 2) else { return 2 };
+            note_path(p);
+            report(
+                syscall6(libc::SYS_swapon, [c(p).as_ptr() as i64, 0, 0, 0, 0, 0]),
+                &format!("swapon({p})"),
+            )
+        }
+        "write" => {
+            // write <path> [data]: open an existing file for writing
+            // (O_TRUNC, as a shell's `>` does) and write `data`.
+            let Some(p) = arg(args, 2) else { return 2 };
+            let data = arg(args, 3).unwrap_or("1");
+            note_path(p);
+            // SAFETY: valid C string.
+            let fd =
+                unsafe { libc::open(c(p).as_ptr(), libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return report(-1, &format!("open({p}, O_WRONLY|O_TRUNC)"));
+            }
+            // SAFETY: a valid fd and a live buffer of the given length.
+            let r = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+            let e = errno();
+            // SAFETY: fd was opened above and is closed once.
+            unsafe { libc::close(fd) };
+            if r < 0 {
+                // SAFETY: restores errno for report().
+                unsafe { *libc::__errno_location() = e };
+            }
+            report(r as i64, &format!("write({p})"))
+        }
         "kexec" => report(
             syscall6(libc::SYS_kexec_load, [0, 0, 0, 0, 0, 0]),
             "kexec_load",
@@ -328,6 +409,7 @@ fn run(args: &[String]) -> i32 {
         }
         "fspick" => {
             let Some(p) = arg(args, 2) else { return 2 };
+            note_path(p);
             report(
                 syscall6(
                     libc::SYS_fspick,
@@ -339,6 +421,7 @@ fn run(args: &[String]) -> i32 {
         "mount-setattr-rw" => {
             // Clear MOUNT_ATTR_RDONLY on an existing mount.
             let Some(p) = arg(args, 2) else { return 2 };
+            note_path(p);
             let attr: [u64; 4] = [0, 1, 0, 0];
             report(
                 syscall6(
@@ -357,6 +440,7 @@ fn run(args: &[String]) -> i32 {
         }
         "ptrace" => {
             let pid: i32 = arg(args, 2).and_then(|v| v.parse().ok()).unwrap_or(1);
+            note_pid(pid);
             // SAFETY: PTRACE_ATTACH takes no pointers.
             report(
                 unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) },
@@ -365,6 +449,7 @@ fn run(args: &[String]) -> i32 {
         }
         "kill" => {
             let pid: i32 = arg(args, 2).and_then(|v| v.parse().ok()).unwrap_or(1);
+            note_pid(pid);
             // SAFETY: signal 0 only checks permission.
             report(
                 unsafe { libc::kill(pid, 0) } as i64,
@@ -428,22 +513,35 @@ fn run(args: &[String]) -> i32 {
     }
 }
 
+/// One HTTP/1.1 request on a unix socket. `body` `@<file>` sends that
+/// file's bytes as a tar (a build context). A connection or write that
+/// fails is FAILED (exit 2): no answer is not a refusal.
 fn http(sock: &str, method: &str, target: &str, body: &str) -> i32 {
     use std::io::{Read, Write};
+    let (bytes, ctype) = match body.strip_prefix('@') {
+        Some(file) => match std::fs::read(file) {
+            Ok(b) => (b, "application/x-tar"),
+            Err(e) => {
+                println!("FAILED read {file}: {e}");
+                return 2;
+            }
+        },
+        None => (body.as_bytes().to_vec(), "application/json"),
+    };
     let mut s = match std::os::unix::net::UnixStream::connect(sock) {
         Ok(s) => s,
         Err(e) => {
-            println!("DENIED connect {sock}: {e}");
-            return 0;
+            println!("FAILED connect {sock}: {e}");
+            return 2;
         }
     };
-    let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
     );
-    if s.write_all(req.as_bytes()).is_err() {
-        println!("DENIED write");
-        return 0;
+    if let Err(e) = s.write_all(head.as_bytes()).and_then(|()| s.write_all(&bytes)) {
+        println!("FAILED write: {e}");
+        return 2;
     }
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
@@ -455,6 +553,10 @@ fn http(sock: &str, method: &str, target: &str, body: &str) -> i32 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
+    if code == 0 {
+        println!("FAILED no HTTP status in the answer: {status:?}");
+        return 2;
+    }
     let verdict = if (200..300).contains(&code) || code == 101 {
         "ALLOWED"
     } else {

@@ -140,19 +140,35 @@ pub fn s4_mount_vetting(vm: &Vm) -> Result<()> {
     vm.docker(&["volume", "create", "s4"])?.success()?;
     // Remounts through the probe: exact syscalls (BusyBox's mount passes
     // the tmpfs's uid= option back, which a user namespace cannot map).
-    let script = "mount -t tmpfs own /mnt && hull-probe mount - /mnt - remount-ro >/dev/null; \
-        hull-probe mount - /mnt - remount-rw >/dev/null; [ $? = 1 ] && touch /mnt/x && echo own-remount-ok; \
-        mount -o remount,rw /data 2>/dev/null && echo RW; \
-        mkdir /b && mount --bind /data /b && mount -o remount,rw,bind /b 2>/dev/null && echo RW-BIND; \
-        chroot / sh -c 'mount -o remount,rw /data 2>/dev/null && echo RW-CHROOT'; echo done";
+    // The container's own tmpfs: remounted read-only, then read-write, then
+    // written. The initial read-only volume: the guard's EPERM, directly,
+    // through a bind and after chroot (the kernel's MNT_LOCK_READONLY
+    // behind it for the bind remount).
+    let script = "mount -t tmpfs own /mnt && echo own_mounted=1; \
+        hull-probe mount - /mnt - remount-ro; touch /mnt/x 2>/dev/null || echo own_ro=1; \
+        hull-probe mount - /mnt - remount-rw; touch /mnt/x && echo own_rw=1; \
+        hull-probe mount - /data - remount-rw; \
+        mkdir /b && mount --bind /data /b && echo bound=1; hull-probe mount - /b - bind-remount-rw; \
+        chroot / hull-probe mount - /data - remount-rw | sed 's/^/chroot: /'; echo done";
     let r = super::escapes::sh_in(vm, &["--cap-add", "SYS_ADMIN", "-v", "s4:/data:ro"], script)?;
+    super::escapes::has_lines(
+        r.out(),
+        &[
+            "own_mounted=1",
+            "ALLOWED mount(-, /mnt, -) (ret 0)",
+            "own_ro=1",
+            "own_rw=1",
+            "DENIED EPERM mount(-, /data, -)",
+            "bound=1",
+            "DENIED EPERM mount(-, /b, -)",
+            "chroot: DENIED EPERM mount(-, /data, -)",
+            "done",
+        ],
+        "remounts",
+    )?;
     ensure!(
-        r.stdout.contains("own-remount-ok"),
-        "own tmpfs could not be remounted: {r}"
-    );
-    ensure!(
-        !r.stdout.contains("RW"),
-        "an initial read-only mount became writable: {r}"
+        r.out().matches("ALLOWED mount(-, /mnt, -)").count() == 2,
+        "own tmpfs could not be remounted both ways: {r}"
     );
     unchanged(vm, &b)
 }
@@ -164,10 +180,36 @@ pub fn s5_masked_paths(vm: &Vm) -> Result<()> {
     // Read-only: listable, but nothing can be written.
     let script = "for p in /proc/keys /proc/timer_list /proc/sched_debug /proc/kcore /proc/acpi /proc/scsi /dev/kmsg /sys/firmware; do \
         if [ -e $p ]; then (cat $p 2>/dev/null | head -c 1 | grep -q . && echo READABLE-$p); ([ -d $p ] && ls -A $p 2>/dev/null | grep -q . && echo LISTS-$p); fi; done; \
-        for p in /proc/bus /proc/fs /proc/irq; do touch $p/x 2>/dev/null && echo WRITABLE-$p; done; \
-        echo 1 > /proc/irq/default_smp_affinity 2>/dev/null && echo WRITABLE-irq; echo done";
+        echo done";
     for (mode, r) in sh_both(vm, script)? {
         ensure!(r.out() == "done", "system paths exposed with {mode}: {r}");
+    }
+    // Read-only: an existing file in each is opened for writing (O_TRUNC,
+    // as `>` does): EROFS from the read-only mount, which comes before the
+    // file's own permissions. (procfs refuses creating files there anyway,
+    // so a `touch` proves nothing.)
+    let ro = "for f in /proc/irq/default_smp_affinity $(find /proc/bus -type f 2>/dev/null | head -n 1) \
+        $(find /proc/fs -type f 2>/dev/null | head -n 1); do echo file=$f; hull-probe write $f 1; done";
+    for (mode, r) in sh_both(vm, ro)? {
+        let out = r.out();
+        let files: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("file=")).collect();
+        ensure!(
+            files.len() == 3
+                && files[0] == "/proc/irq/default_smp_affinity"
+                && files[1].starts_with("/proc/bus/")
+                && files[2].starts_with("/proc/fs/"),
+            "no writable-looking file found in /proc/irq, /proc/bus and /proc/fs ({mode}): {r}"
+        );
+        for f in files {
+            super::escapes::has_lines(
+                out,
+                &[
+                    &format!("SETUP exists {f} (file)"),
+                    &format!("DENIED EROFS open({f}, O_WRONLY|O_TRUNC)"),
+                ],
+                mode,
+            )?;
+        }
     }
     Ok(())
 }
@@ -188,8 +230,7 @@ pub fn s6_runtime_and_build(vm: &Vm) -> Result<()> {
     std::fs::write(dir.join("Dockerfile"), "FROM busybox\nRUN true\n")?;
     let r = vm.docker(&["build", "--network=host", &dir.display().to_string()]);
     let _ = std::fs::remove_dir_all(&dir);
-    let r = r?;
-    ensure!(!r.ok(), "docker build --network=host was accepted: {r}");
+    r?.failure_with("hull: docker build --network=host is not allowed")?;
     Ok(())
 }
 
@@ -228,7 +269,8 @@ pub fn s7_restricted_host_mounts(vm: &Vm) -> Result<()> {
         "busybox",
         "true",
     ])?;
-    ensure!(!r.ok(), "--mount type=bind,src=/etc was not refused: {r}");
+    r.failure_with("restricted host mount")
+        .context("--mount type=bind,src=/etc")?;
     let r = vm.docker(&[
         "volume",
         "create",
@@ -242,7 +284,8 @@ pub fn s7_restricted_host_mounts(vm: &Vm) -> Result<()> {
         "device=/etc",
         "sneaky",
     ])?;
-    ensure!(!r.ok(), "a volume binding /etc was created: {r}");
+    r.failure_with("restricted host mount")
+        .context("a local volume binding /etc")?;
     // A shared host directory mounts normally, read and write.
     let share = vm.var("share")?;
     std::fs::write(format!("{share}/from-host"), "host-data\n")?;
@@ -279,7 +322,8 @@ pub fn s8_socket_denied_by_default(vm: &Vm) -> Result<()> {
             "busybox",
             "true",
         ])?;
-        ensure!(!r.ok(), "{src} was mounted: {r}");
+        r.failure_with(SOCKET_DENIED)
+            .with_context(|| format!("-v {src}:/var/run/docker.sock"))?;
     }
     vm.docker(&[
         "run",
@@ -334,33 +378,91 @@ pub fn s8_socket_allow_list(vm: &Vm) -> Result<()> {
     Ok(())
 }
 
+const COMMAND_BLOCKED: &str = "enhanced container isolation: docker command";
+
+/// The answer of `hull-probe http` is the gate's 403 with `message` (one of
+/// them) in its body.
+fn gate_refused(r: &super::vm::Run, messages: &[&str], what: &str) -> Result<()> {
+    ensure!(
+        r.code == Some(0)
+            && r.stdout.lines().next().is_some_and(|l| l.starts_with("DENIED HTTP/1.1 403"))
+            && messages.iter().any(|m| r.stdout.contains(m)),
+        "{what}: not the gate's 403 with {messages:?}: {r}"
+    );
+    Ok(())
+}
+
 /// §8: the command list is enforced at the API level, whatever the spelling.
+/// The requests are ones dockerd would carry out (a push of an image the
+/// test registry holds, a build with a real context), so only the gate's
+/// command list stops them; the same push on the host channel goes through.
 pub fn s8_command_list(vm: &Vm) -> Result<()> {
     let reg = vm.var("registry")?;
     let ok = format!("{reg}/hull/socket-ok:1");
-    for target in [
-        "/v1.43/images/busybox/push",
-        "/images/busybox/push",
-        "/v1.45/images/busybox/push",
-        "/v1.43/images/busybox%2Fpush",
-        "/v1.43//images/busybox/push",
-        "/v1.43/images/../images/busybox/push",
-        "/V1.43/images/busybox/push",
-        "/v1.43/build",
-        "/build?networkmode=host",
-    ] {
+    let push = format!("/v1.43/images/{reg}/hull/socket-ok/push?tag=1");
+    let mut targets = vec![
+        push.clone(),
+        format!("/images/{reg}/hull/socket-ok/push?tag=1"),
+        format!("/v1.45/images/{reg}/hull/socket-ok/push?tag=1"),
+    ];
+    // Other spellings dockerd would route differently or not at all: the
+    // gate must refuse them itself (dockerd's own 404 or 301 would not
+    // carry the gate's message).
+    targets.extend(
+        [
+            "/v1.43/images/busybox%2Fpush",
+            "/v1.43//images/busybox/push",
+            "/v1.43/images/../images/busybox/push",
+            "/V1.43/images/busybox/push",
+        ]
+        .map(String::from),
+    );
+    for target in &targets {
         let r = with_socket(vm, &ok, &["POST", target])?;
-        ensure!(
-            r.stdout.starts_with("DENIED"),
-            "POST {target} got through the socket: {r}"
-        );
+        gate_refused(&r, &[COMMAND_BLOCKED], &format!("POST {target}"))?;
     }
+    // A build with a real context (a Dockerfile dockerd would build).
+    for target in ["/v1.43/build?t=s8-build", "/build?networkmode=host"] {
+        let r = vm.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            &ok,
+            "sh",
+            "-c",
+            &format!(
+                "mkdir /ctx && echo 'FROM busybox' > /ctx/Dockerfile && tar -cf /ctx.tar -C /ctx Dockerfile && \
+                 hull-probe http /var/run/docker.sock POST '{target}' @/ctx.tar"
+            ),
+        ])?;
+        gate_refused(
+            &r,
+            &[
+                COMMAND_BLOCKED,
+                "hull: docker build --network=host is not allowed",
+            ],
+            &format!("POST {target}"),
+        )?;
+    }
+    // The control: dockerd does carry out the push (host channel, where the
+    // container command list does not apply).
+    let r = vm
+        .sh(&format!(
+            "curl -s -w '\\n%{{http_code}}' -X POST --unix-socket $HULL_HOME/docker.sock 'http://x{push}'"
+        ))?
+        .success()?;
+    ensure!(
+        r.out().ends_with("\n200") && r.out().contains("digest: sha256:"),
+        "the same push on the host channel did not go through: {r}"
+    );
     // Settings are not served on a container's socket.
     let r = with_socket(vm, &ok, &["GET", "/hull/v1/settings"])?;
-    ensure!(
-        r.stdout.starts_with("DENIED"),
-        "settings served to a container: {r}"
-    );
+    gate_refused(
+        &r,
+        &["hull: the hull API (settings included) is not available from containers"],
+        "GET /hull/v1/settings",
+    )?;
     Ok(())
 }
 
@@ -370,10 +472,11 @@ pub fn s8_nested_create_hardened(vm: &Vm) -> Result<()> {
     let ok = format!("{reg}/hull/socket-ok:1");
     let evil_body = r#"{"Image":"busybox","HostConfig":{"Privileged":true,"Binds":["/:/host"],"PidMode":"host"}}"#;
     let r = with_socket(vm, &ok, &["POST", "/v1.43/containers/create", evil_body])?;
-    ensure!(
-        r.stdout.starts_with("DENIED"),
-        "a nested create with VM binds got through: {r}"
-    );
+    gate_refused(
+        &r,
+        &["hull: ", "restricted host mount"],
+        "a nested create with VM binds",
+    )?;
     let body = r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Runtime":"runc"}}"#;
     let r = with_socket(
         vm,
@@ -405,8 +508,15 @@ pub fn s9_settings_locked(vm: &Vm) -> Result<()> {
     ensure!(s.stdout.contains("admin, locked"), "{s}");
     // No Docker API call changes them.
     for (m, t) in [("POST", "/hull/v1/settings"), ("PUT", "/hull/v1/settings")] {
-        let r = vm.sh(&format!("curl -s -o /dev/null -w '%{{http_code}}' -X {m} --unix-socket $HULL_HOME/docker.sock http://x{t}"))?;
-        ensure!(!r.out().starts_with('2'), "{m} {t} answered {r}");
+        // The gate's 405 and message; a failed connection (curl's 000)
+        // is a failure of the test, not a refusal.
+        let r = vm
+            .sh(&format!("curl -s -w '\n%{{http_code}}' -X {m} --unix-socket $HULL_HOME/docker.sock http://x{t}"))?
+            .success()?;
+        ensure!(
+            r.out().ends_with("\n405") && r.out().contains("hull: this endpoint is read-only (GET)"),
+            "{m} {t}: not the gate's 405: {r}"
+        );
     }
     unchanged(vm, &b)
 }

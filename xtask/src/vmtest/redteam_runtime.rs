@@ -11,7 +11,7 @@ use super::escapes::{baseline, unchanged};
 use super::vm::Vm;
 
 /// A busybox root (probe included) in a fresh folder, for images with extras.
-fn rootfs_tar(tag: &str) -> Result<(PathBuf, PathBuf)> {
+pub(super) fn rootfs_tar(tag: &str) -> Result<(PathBuf, PathBuf)> {
     let work = super::boot::tempdir()?.join(tag);
     std::fs::create_dir_all(&work)?;
     let tar = super::images::busybox_rootfs(&work)?;
@@ -21,7 +21,7 @@ fn rootfs_tar(tag: &str) -> Result<(PathBuf, PathBuf)> {
 /// Appends entries to an uncompressed tar with Python's tarfile (it writes
 /// device nodes and symlinks without needing them on this machine).
 /// `entries`: (name, kind "blk"/"chr"/"sym", major, minor, link target).
-fn append_entries(tar: &Path, entries: &[(&str, &str, u32, u32, &str)]) -> Result<()> {
+pub(super) fn append_entries(tar: &Path, entries: &[(&str, &str, u32, u32, &str)]) -> Result<()> {
     let mut py = String::from("import tarfile,sys\nt=tarfile.open(sys.argv[1],'a')\n");
     for (name, kind, major, minor, link) in entries {
         let ty = match *kind {
@@ -46,7 +46,7 @@ fn append_entries(tar: &Path, entries: &[(&str, &str, u32, u32, &str)]) -> Resul
     Ok(())
 }
 
-fn import(vm: &Vm, tar: &Path, tag: &str) -> Result<()> {
+pub(super) fn import(vm: &Vm, tar: &Path, tag: &str) -> Result<()> {
     vm.docker(&[
         "import",
         "-c",
@@ -60,7 +60,7 @@ fn import(vm: &Vm, tar: &Path, tag: &str) -> Result<()> {
 }
 
 /// The virtio-blk major of the VM's kernel (`virtblk` in /proc/devices).
-fn virtblk_major(vm: &Vm) -> Result<u32> {
+pub(super) fn virtblk_major(vm: &Vm) -> Result<u32> {
     let r = vm
         .docker(&["run", "--rm", "busybox", "cat", "/proc/devices"])?
         .success()?;

@@ -52,14 +52,22 @@ pub fn exclusive_id_ranges(vm: &Vm) -> Result<()> {
     let b = uid_map(vm, "ids-b")?;
     let ga = run_out(vm, &["exec", "ids-a", "cat", "/proc/self/gid_map"])?;
     vm.docker(&["rm", "-f", "ids-a", "ids-b"])?.success()?;
+    // Each map is one line `inside outside length`; the two ranges of the
+    // VM's ids, [outside, outside + length), must not overlap.
+    let mut ranges = Vec::new();
     for m in [&a, &b] {
         let f: Vec<u64> = m.split(' ').filter_map(|x| x.parse().ok()).collect();
         ensure!(
             f.len() == 3 && f[0] == 0 && f[1] >= 100_000 && f[2] == 65536,
             "uid_map is not `0 <base>=100000.. 65536`: {m}"
         );
+        ranges.push((f[1], f[1] + f[2]));
     }
-    ensure!(a != b, "two running containers share an id range: {a}");
+    let ((a0, a1), (b0, b1)) = (ranges[0], ranges[1]);
+    ensure!(
+        a1 <= b0 || b1 <= a0,
+        "two running containers' id ranges overlap: [{a0}, {a1}) and [{b0}, {b1})"
+    );
     ensure!(
         ga.split_whitespace().collect::<Vec<_>>().join(" ") == a,
         "gid_map differs from uid_map: {ga} vs {a}"
