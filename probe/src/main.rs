@@ -356,16 +356,21 @@ fn run(args: &[String]) -> i32 {
             )
         }
         "write" => {
-            // write <path> [data]: open an existing file for writing
-            // (O_TRUNC, as a shell's `>` does) and write `data`.
+            // write <path> [data]: open a file for writing as a shell's `>`
+            // does (created if missing, truncated) and write `data`.
             let Some(p) = arg(args, 2) else { return 2 };
             let data = arg(args, 3).unwrap_or("1");
             note_path(p);
             // SAFETY: valid C string.
-            let fd =
-                unsafe { libc::open(c(p).as_ptr(), libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC) };
+            let fd = unsafe {
+                libc::open(
+                    c(p).as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
             if fd < 0 {
-                return report(-1, &format!("open({p}, O_WRONLY|O_TRUNC)"));
+                return report(-1, &format!("open({p}, O_WRONLY|O_CREAT|O_TRUNC)"));
             }
             // SAFETY: a valid fd and a live buffer of the given length.
             let r = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
@@ -539,7 +544,10 @@ fn http(sock: &str, method: &str, target: &str, body: &str) -> i32 {
         "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         bytes.len()
     );
-    if let Err(e) = s.write_all(head.as_bytes()).and_then(|()| s.write_all(&bytes)) {
+    if let Err(e) = s
+        .write_all(head.as_bytes())
+        .and_then(|()| s.write_all(&bytes))
+    {
         println!("FAILED write: {e}");
         return 2;
     }

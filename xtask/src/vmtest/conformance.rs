@@ -184,28 +184,42 @@ pub fn s5_masked_paths(vm: &Vm) -> Result<()> {
     for (mode, r) in sh_both(vm, script)? {
         ensure!(r.out() == "done", "system paths exposed with {mode}: {r}");
     }
-    // Read-only: an existing file in each is opened for writing (O_TRUNC,
-    // as `>` does): EROFS from the read-only mount, which comes before the
-    // file's own permissions. (procfs refuses creating files there anyway,
-    // so a `touch` proves nothing.)
-    let ro = "for f in /proc/irq/default_smp_affinity $(find /proc/bus -type f 2>/dev/null | head -n 1) \
-        $(find /proc/fs -type f 2>/dev/null | head -n 1); do echo file=$f; hull-probe write $f 1; done";
+    // Read-only: an existing file is opened for writing (created if missing
+    // and truncated, as `>` does): EROFS from the read-only mount, which
+    // comes before the file's own permissions. (procfs refuses creating
+    // files there anyway, so a `touch` proves nothing.) Mounting over each
+    // directory is the guard's EPERM (nothing is mounted into /proc).
+    let ro = "for f in /proc/irq/default_smp_affinity $(find /proc/fs -type f 2>/dev/null | head -n 1) \
+        $(find /proc/bus -type f 2>/dev/null | head -n 1); do echo file=$f; hull-probe write $f 1; done; \
+        for d in /proc/bus /proc/fs /proc/irq; do hull-probe mount none $d tmpfs; done";
     for (mode, r) in sh_both(vm, ro)? {
         let out = r.out();
-        let files: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("file=")).collect();
+        let files: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("file="))
+            .collect();
         ensure!(
-            files.len() == 3
+            files.len() >= 2
                 && files[0] == "/proc/irq/default_smp_affinity"
-                && files[1].starts_with("/proc/bus/")
-                && files[2].starts_with("/proc/fs/"),
-            "no writable-looking file found in /proc/irq, /proc/bus and /proc/fs ({mode}): {r}"
+                && files[1].starts_with("/proc/fs/"),
+            "no file found in /proc/irq and /proc/fs to write ({mode}): {r}"
         );
         for f in files {
             super::escapes::has_lines(
                 out,
                 &[
                     &format!("SETUP exists {f} (file)"),
-                    &format!("DENIED EROFS open({f}, O_WRONLY|O_TRUNC)"),
+                    &format!("DENIED EROFS open({f}, O_WRONLY|O_CREAT|O_TRUNC)"),
+                ],
+                mode,
+            )?;
+        }
+        for d in ["/proc/bus", "/proc/fs", "/proc/irq"] {
+            super::escapes::has_lines(
+                out,
+                &[
+                    &format!("SETUP exists {d} (dir)"),
+                    &format!("DENIED EPERM mount(none, {d}, tmpfs)"),
                 ],
                 mode,
             )?;
@@ -385,7 +399,10 @@ const COMMAND_BLOCKED: &str = "enhanced container isolation: docker command";
 fn gate_refused(r: &super::vm::Run, messages: &[&str], what: &str) -> Result<()> {
     ensure!(
         r.code == Some(0)
-            && r.stdout.lines().next().is_some_and(|l| l.starts_with("DENIED HTTP/1.1 403"))
+            && r.stdout
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with("DENIED HTTP/1.1 403"))
             && messages.iter().any(|m| r.stdout.contains(m)),
         "{what}: not the gate's 403 with {messages:?}: {r}"
     );
@@ -514,7 +531,8 @@ pub fn s9_settings_locked(vm: &Vm) -> Result<()> {
             .sh(&format!("curl -s -w '\n%{{http_code}}' -X {m} --unix-socket $HULL_HOME/docker.sock http://x{t}"))?
             .success()?;
         ensure!(
-            r.out().ends_with("\n405") && r.out().contains("hull: this endpoint is read-only (GET)"),
+            r.out().ends_with("\n405")
+                && r.out().contains("hull: this endpoint is read-only (GET)"),
             "{m} {t}: not the gate's 405: {r}"
         );
     }

@@ -260,7 +260,12 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let sh = Shell::new()?;
     let hull = build::hull_bin(&sh)?;
-    let want = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
+    // A comma separates alternatives: `--filter escape/,eci/8`.
+    let want = |name: &str| {
+        args.filter
+            .as_deref()
+            .is_none_or(|f| f.split(',').any(|f| name.contains(f)))
+    };
     let work = boot::tempdir()?;
     let mut failed: Vec<String> = Vec::new();
     let t0 = Instant::now();
