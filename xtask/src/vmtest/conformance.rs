@@ -397,14 +397,25 @@ const COMMAND_BLOCKED: &str = "enhanced container isolation: docker command";
 /// The answer of `hull-probe http` is the gate's 403 with `message` (one of
 /// them) in its body.
 fn gate_refused(r: &super::vm::Run, messages: &[&str], what: &str) -> Result<()> {
+    gate_refused_as(r, &["403"], messages, what)
+}
+
+/// The answer of `hull-probe http` has one of `statuses` and one of
+/// `messages` in its body.
+fn gate_refused_as(
+    r: &super::vm::Run,
+    statuses: &[&str],
+    messages: &[&str],
+    what: &str,
+) -> Result<()> {
+    let status = r.stdout.lines().next().unwrap_or("");
     ensure!(
         r.code == Some(0)
-            && r.stdout
-                .lines()
-                .next()
-                .is_some_and(|l| l.starts_with("DENIED HTTP/1.1 403"))
+            && statuses
+                .iter()
+                .any(|s| status.starts_with(&format!("DENIED HTTP/1.1 {s} ")))
             && messages.iter().any(|m| r.stdout.contains(m)),
-        "{what}: not the gate's 403 with {messages:?}: {r}"
+        "{what}: not the gate's {statuses:?} with {messages:?}: {r}"
     );
     Ok(())
 }
@@ -417,26 +428,30 @@ pub fn s8_command_list(vm: &Vm) -> Result<()> {
     let reg = vm.var("registry")?;
     let ok = format!("{reg}/hull/socket-ok:1");
     let push = format!("/v1.43/images/{reg}/hull/socket-ok/push?tag=1");
-    let mut targets = vec![
+    for target in [
         push.clone(),
         format!("/images/{reg}/hull/socket-ok/push?tag=1"),
         format!("/v1.45/images/{reg}/hull/socket-ok/push?tag=1"),
-    ];
-    // Other spellings dockerd would route differently or not at all: the
-    // gate must refuse them itself (dockerd's own 404 or 301 would not
-    // carry the gate's message).
-    targets.extend(
-        [
-            "/v1.43/images/busybox%2Fpush",
-            "/v1.43//images/busybox/push",
-            "/v1.43/images/../images/busybox/push",
-            "/V1.43/images/busybox/push",
-        ]
-        .map(String::from),
-    );
-    for target in &targets {
-        let r = with_socket(vm, &ok, &["POST", target])?;
+    ] {
+        let r = with_socket(vm, &ok, &["POST", &target])?;
         gate_refused(&r, &[COMMAND_BLOCKED], &format!("POST {target}"))?;
+    }
+    // Other spellings dockerd would route differently or not at all: the
+    // gate must refuse them itself, by the command list or as a path it
+    // does not take (dockerd's own 404 or 301 would carry neither message).
+    for target in [
+        "/v1.43/images/busybox%2Fpush",
+        "/v1.43//images/busybox/push",
+        "/v1.43/images/../images/busybox/push",
+        "/V1.43/images/busybox/push",
+    ] {
+        let r = with_socket(vm, &ok, &["POST", target])?;
+        gate_refused_as(
+            &r,
+            &["400", "403", "404"],
+            &[COMMAND_BLOCKED, "{\"message\":\"hull: "],
+            &format!("POST {target}"),
+        )?;
     }
     // A build with a real context (a Dockerfile dockerd would build).
     for target in ["/v1.43/build?t=s8-build", "/build?networkmode=host"] {
@@ -491,7 +506,11 @@ pub fn s8_nested_create_hardened(vm: &Vm) -> Result<()> {
     let r = with_socket(vm, &ok, &["POST", "/v1.43/containers/create", evil_body])?;
     gate_refused(
         &r,
-        &["hull: ", "restricted host mount"],
+        &[
+            "hull: ",
+            "hull containers can't share namespaces",
+            "restricted host mount",
+        ],
         "a nested create with VM binds",
     )?;
     let body = r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Runtime":"runc"}}"#;

@@ -255,31 +255,30 @@ pub fn vm_disk(vm: &Vm) -> Result<()> {
 /// 2. core_pattern / uevent helper.
 pub fn core_pattern(vm: &Vm) -> Result<()> {
     let b = baseline(vm)?;
-    // core_pattern: EROFS, /proc/sys is a read-only mount in every container
-    // (behind it, a non-namespaced sysctl is writable only by the VM's root:
-    // EACCES). uevent_helper: the kernel has none (no UEVENT_HELPER), so the
-    // file is absent; the VM's snapshot shows it absent too.
+    // hull's kernel (tinyconfig without COREDUMP, no UEVENT_HELPER) has
+    // neither knob: there is nothing to point at a program, in containers
+    // (ENOENT on the write) nor in the VM's snapshot ("absent"); were either
+    // there, the write from a container must fail and `unchanged` would
+    // show a change.
     let script = "hull-probe write /proc/sys/kernel/core_pattern '|/bin/sh -c reboot'; \
-        test -e /sys/kernel/uevent_helper && echo UEVENT-HELPER-EXISTS; echo done";
+        hull-probe write /sys/kernel/uevent_helper /bin/sh; echo done";
     for (mode, r) in sh_both(vm, script)? {
-        let out = r.out();
         has_lines(
-            out,
+            r.out(),
             &[
-                "SETUP exists /proc/sys/kernel/core_pattern (file)",
-                "DENIED EROFS open(/proc/sys/kernel/core_pattern, O_WRONLY|O_CREAT|O_TRUNC)",
+                "SETUP missing /proc/sys/kernel/core_pattern: No such file or directory (os error 2)",
+                "DENIED ENOENT open(/proc/sys/kernel/core_pattern, O_WRONLY|O_CREAT|O_TRUNC)",
+                "SETUP missing /sys/kernel/uevent_helper: No such file or directory (os error 2)",
+                "DENIED ENOENT open(/sys/kernel/uevent_helper, O_WRONLY|O_CREAT|O_TRUNC)",
                 "done",
             ],
             mode,
         )?;
-        ensure!(
-            !out.contains("UEVENT-HELPER-EXISTS"),
-            "the kernel has a uevent helper ({mode}): {r}"
-        );
     }
     ensure!(
-        b.integrity["uevent_helper"] == "absent",
-        "the VM has a uevent_helper: {}",
+        b.integrity["uevent_helper"] == "absent"
+            && b.integrity["sysctls"]["kernel.core_pattern"] == "absent",
+        "the VM has a uevent_helper or a core_pattern: {}",
         b.integrity
     );
     unchanged(vm, &b)
@@ -326,9 +325,10 @@ pub fn cgroup_escalation(vm: &Vm) -> Result<()> {
             "cg04-sibling",
         ])?
         .success();
-    // EPERM: nsdelegate makes the cgroup namespace root's own interface
-    // files unwritable from inside it (with --privileged the cgroup mount
-    // is read-write, so no EROFS stands in front). The sibling's cgroup (its
+    // EACCES: the container's cgroup files belong to the VM's root, which
+    // its user namespace does not map (with --privileged the cgroup mount
+    // is read-write, so no EROFS stands in front; nsdelegate's EPERM for
+    // the namespace root's own files is behind). The sibling's cgroup (its
     // directory is named after its id) is nowhere under the container's
     // cgroup mount nor under a fresh cgroup2 mount: both show the
     // container's own cgroup namespace root.
@@ -363,7 +363,7 @@ pub fn cgroup_escalation(vm: &Vm) -> Result<()> {
     vm.docker(&["rm", "-f", "cg04-sibling"])?.success()?;
     let r = r?;
     let out = r.out();
-    refused_with(out, "EPERM").with_context(|| format!("memory.max: {r}"))?;
+    refused_with(out, "EACCES").with_context(|| format!("memory.max: {r}"))?;
     has_lines(
         out,
         &[
@@ -465,8 +465,10 @@ pub fn remount_read_only(vm: &Vm) -> Result<()> {
 /// 11. Masks and the container's own root mounts cannot be removed.
 pub fn unmask(vm: &Vm) -> Result<()> {
     let b = baseline(vm)?;
-    // The guard's EPERM for each (the kernel's lock behind it, MNT_LOCKED,
-    // would answer EINVAL). /proc/keys is not there: the kernel has no KEYS.
+    // The guard's EPERM for each, but /proc/sys: the guard passes that call
+    // on and the kernel's lock refuses it (EINVAL: MNT_LOCKED, a mount made
+    // before the user namespace cannot be taken off from inside it).
+    // /proc/keys is not there: the kernel has no KEYS.
     // /proc/kcore and /proc/sysrq-trigger are not there either (no
     // PROC_KCORE, no MAGIC_SYSRQ): nothing to unmask.
     let paths = [
@@ -489,11 +491,12 @@ pub fn unmask(vm: &Vm) -> Result<()> {
         "a mask to remove is not there: {r}"
     );
     for p in paths {
+        let errno = if p == "/proc/sys" { "EINVAL" } else { "EPERM" };
         has_lines(
             out,
             &[
-                &format!("DENIED EPERM umount2({p})"),
-                &format!("DENIED EPERM umount2({p}, DETACH)"),
+                &format!("DENIED {errno} umount2({p})"),
+                &format!("DENIED {errno} umount2({p}, DETACH)"),
             ],
             "a mask or root mount",
         )?;
@@ -538,7 +541,7 @@ pub fn namespace_flags(vm: &Vm) -> Result<()> {
         ),
         (
             "systempaths=unconfined",
-            Some("hull: --security-opt systempaths=unconfined is not allowed"),
+            Some("(--security-opt systempaths=unconfined is not allowed)"),
         ),
         ("apparmor=unconfined", None),
     ] {
