@@ -540,8 +540,16 @@ fn http(sock: &str, method: &str, target: &str, body: &str) -> i32 {
             return 2;
         }
     };
+    // dockerd refuses a push without registry credentials (400): send the
+    // empty ones, as the docker CLI does, so that a push is a request
+    // dockerd would carry out.
+    let auth = if target.contains("/push") {
+        "X-Registry-Auth: e30=\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {target} HTTP/1.1\r\nHost: docker\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         bytes.len()
     );
     if let Err(e) = s

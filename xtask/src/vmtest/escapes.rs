@@ -257,9 +257,9 @@ pub fn core_pattern(vm: &Vm) -> Result<()> {
     let b = baseline(vm)?;
     // hull's kernel (tinyconfig without COREDUMP, no UEVENT_HELPER) has
     // neither knob: there is nothing to point at a program, in containers
-    // (ENOENT on the write) nor in the VM's snapshot ("absent"); were either
-    // there, the write from a container must fail and `unchanged` would
-    // show a change.
+    // (core_pattern: ENOENT; uevent_helper: missing, and creating it is
+    // EROFS on the read-only /sys) nor in the VM's snapshot ("absent");
+    // were either there, `unchanged` would show a write.
     let script = "hull-probe write /proc/sys/kernel/core_pattern '|/bin/sh -c reboot'; \
         hull-probe write /sys/kernel/uevent_helper /bin/sh; echo done";
     for (mode, r) in sh_both(vm, script)? {
@@ -269,11 +269,20 @@ pub fn core_pattern(vm: &Vm) -> Result<()> {
                 "SETUP missing /proc/sys/kernel/core_pattern: No such file or directory (os error 2)",
                 "DENIED ENOENT open(/proc/sys/kernel/core_pattern, O_WRONLY|O_CREAT|O_TRUNC)",
                 "SETUP missing /sys/kernel/uevent_helper: No such file or directory (os error 2)",
-                "DENIED ENOENT open(/sys/kernel/uevent_helper, O_WRONLY|O_CREAT|O_TRUNC)",
                 "done",
             ],
             mode,
         )?;
+        // Creating it instead: EROFS where /sys is mounted read-only, else
+        // ENOENT (sysfs creates no files); the wall is the missing knob,
+        // asserted above.
+        ensure!(
+            r.out().lines().any(|l| {
+                l.starts_with("DENIED EROFS open(/sys/kernel/uevent_helper")
+                    || l.starts_with("DENIED ENOENT open(/sys/kernel/uevent_helper")
+            }),
+            "uevent_helper was written ({mode}): {r}"
+        );
     }
     ensure!(
         b.integrity["uevent_helper"] == "absent"
