@@ -111,7 +111,11 @@ fn a_bind_of_the_machines_dev_over_dev_never_chowns_its_nodes() {
     // /dev as its /dev, and its /dev/null is a real null device.
     assert!(ok, "{err}");
     let kv = kv(&out);
-    assert_eq!(kv.get("machine_dev").map(String::as_str), Some("yes"), "{out}");
+    assert_eq!(
+        kv.get("machine_dev").map(String::as_str),
+        Some("yes"),
+        "{out}"
+    );
     assert_eq!(kv["null"], "character special file,1,3", "{out}");
     assert_eq!(
         after, before,
