@@ -51,8 +51,7 @@ impl Drop for Bound {
     }
 }
 
-#[test]
-fn a_bind_of_the_machines_dev_over_dev_never_chowns_its_nodes() {
+fn prerequisites() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -63,29 +62,61 @@ fn a_bind_of_the_machines_dev_over_dev_never_chowns_its_nodes() {
         Path::new("/bin/busybox").exists(),
         "missing prerequisite: /bin/busybox (apt-get install busybox-static)"
     );
-    let env = Env::new();
-    // The machine's /dev, reachable under the test folder (the runtime's
-    // mount root here), as a volume or host share holding real nodes would be.
-    let src = std::fs::canonicalize(env.dir.path())
-        .unwrap()
-        .join("machine-dev");
-    std::fs::create_dir(&src).unwrap();
+}
+
+/// Binds the machine's `what` (a directory or a node) at `name` in the test
+/// folder (the runtime's mount root here), as a volume or host share that
+/// reaches real nodes would be.
+fn machine_bind(env: &Env, what: &str, name: &str) -> (PathBuf, Bound) {
+    let src = std::fs::canonicalize(env.dir.path()).unwrap().join(name);
+    if Path::new(what).is_dir() {
+        std::fs::create_dir(&src).unwrap();
+    } else {
+        std::fs::write(&src, "").unwrap();
+    }
     nix::mount::mount(
-        Some("/dev"),
+        Some(what),
         &src,
         None::<&str>,
         nix::mount::MsFlags::MS_BIND,
         None::<&str>,
     )
-    .expect("bind the machine's /dev under the test folder");
-    let _bound = Bound(src.clone());
+    .unwrap_or_else(|e| panic!("bind the machine's {what} under the test folder: {e}"));
+    (src.clone(), Bound(src))
+}
+
+/// Runs `c` and returns its output, with the machine's watched nodes put
+/// back (a failure must not leave the machine changed) and compared.
+fn run_watched(env: &Env, id: &str, c: &serde_json::Value) -> String {
     let before = owners();
     assert_eq!(
         before.iter().find(|(p, _)| *p == "/dev/null").unwrap().1,
         Some((0, 0)),
         "the machine's /dev/null must start root-owned: {before:?}"
     );
+    let b = env.bundle(id, c);
+    let (ok, out, err) = run_to_end(env, id, &b);
+    let after = owners();
+    for ((p, was), (_, now)) in before.iter().zip(after.iter()) {
+        if let (Some((u, g)), Some(n)) = (was, now) {
+            if (*u, *g) != *n {
+                let _ = std::os::unix::fs::lchown(p, Some(*u), Some(*g));
+            }
+        }
+    }
+    assert!(ok, "{err}");
+    assert_eq!(
+        after, before,
+        "the machine's device nodes changed owner (put back by the test)"
+    );
+    out
+}
 
+#[test]
+fn a_bind_of_the_machines_dev_over_dev_never_chowns_its_nodes() {
+    prerequisites();
+    let env = Env::new();
+    let (src, _bound) = machine_bind(&env, "/dev", "machine-dev");
     let mut c = config(&[
         "sh",
         "-c",
@@ -95,21 +126,9 @@ fn a_bind_of_the_machines_dev_over_dev_never_chowns_its_nodes() {
     c["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/dev", "type": "bind", "source": src, "options": ["bind", "rw"]
     }));
-    let b = env.bundle("b", &c);
-    let (ok, out, err) = run_to_end(&env, "devchown", &b);
-
-    // Put the machine back first (a failure must not leave it changed).
-    let after = owners();
-    for ((p, was), (_, now)) in before.iter().zip(after.iter()) {
-        if let (Some((u, g)), Some(n)) = (was, now) {
-            if (*u, *g) != *n {
-                let _ = std::os::unix::fs::lchown(p, Some(*u), Some(*g));
-            }
-        }
-    }
+    let out = run_watched(&env, "devchown", &c);
     // The attempt really happened: the container ran with the machine's
-    // /dev as its /dev, and its /dev/null is a real null device.
-    assert!(ok, "{err}");
+    // /dev as its /dev (a name only it has), and /dev/null is the null device.
     let kv = kv(&out);
     assert_eq!(
         kv.get("machine_dev").map(String::as_str),
@@ -117,8 +136,25 @@ fn a_bind_of_the_machines_dev_over_dev_never_chowns_its_nodes() {
         "{out}"
     );
     assert_eq!(kv["null"], "character special file,1,3", "{out}");
-    assert_eq!(
-        after, before,
-        "the machine's device nodes changed owner (put back by the test)"
+}
+
+#[test]
+fn a_bind_of_the_machines_null_at_dev_null_is_never_chowned() {
+    prerequisites();
+    let env = Env::new();
+    let (src, _bound) = machine_bind(&env, "/dev/null", "machine-null");
+    let mut c = config(&[
+        "sh",
+        "-c",
+        "echo null=$(stat -c %F,%t,%T /dev/null); grep -c ' /dev/null ' /proc/self/mountinfo",
+    ]);
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/dev/null", "type": "bind", "source": src, "options": ["bind", "rw"]
+    }));
+    let out = run_watched(&env, "nullchown", &c);
+    // The attempt really happened: the machine's node is mounted at /dev/null.
+    assert!(
+        out.contains("null=character special file,1,3\n1\n"),
+        "{out}"
     );
 }
