@@ -167,6 +167,9 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         role: MountRole::Rootfs,
     });
     let ids = (ctx.ids.start, ctx.ids.start);
+    // The roots of the fresh tmpfs instances this build mounted at /dev: the
+    // only /dev whose nodes the runtime makes and hands to the container.
+    let mut fresh_dev = Vec::new();
 
     // Docker always mounts /dev; if a bundle does not, hull still gives the
     // container a fresh tmpfs there, so device nodes never land on the image.
@@ -182,6 +185,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
             "size=65536k".into(),
         ]);
         let t = new_fs("tmpfs", &p, ctx.ids)?;
+        fresh_dev.push(identity(t.as_fd()).ctx(|| "stat the fresh /dev tmpfs")?);
         let target = safepath::ensure(root.as_fd(), "/dev", Kind::Dir, ids)?;
         attach(&t, &target, "/dev")?;
     }
@@ -191,7 +195,14 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         if dest == "/dev/pts" {
             has_pts = true;
         }
-        record.push(spec_mount(ctx, root.as_fd(), m, &dest, ids)?);
+        record.push(spec_mount(
+            ctx,
+            root.as_fd(),
+            m,
+            &dest,
+            ids,
+            &mut fresh_dev,
+        )?);
     }
     if !has_pts {
         let p = mountopts::parse(&[
@@ -208,7 +219,11 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
     }
     let dev =
         safepath::open_in_root(root.as_fd(), Path::new("dev")).ctx(|| "open /dev in the rootfs")?;
-    devices(ctx, dev.as_fd(), &mut record)?;
+    // Our own tmpfs only if /dev, as the container will see it, is the root
+    // of one this build made: a later bind over /dev, a symlink, or a volume
+    // is not, and its nodes are never created in or chowned.
+    let own_dev = is_fresh_tmpfs_root(dev.as_fd(), &fresh_dev).ctx(|| "stat /dev in the rootfs")?;
+    devices(ctx, dev.as_fd(), own_dev, &mut record)?;
     if ctx.terminal {
         // The init binds its pty here from inside (see console::bind_console).
         safepath::placeholder(dev.as_fd(), c"console", ids).ctx(|| "create /dev/console")?;
@@ -365,6 +380,7 @@ fn spec_mount(
     m: &Mount,
     dest: &str,
     ids: (u32, u32),
+    fresh_dev: &mut Vec<(u64, u64)>,
 ) -> Result<InitialMount> {
     let opts = m.options().clone().unwrap_or_default();
     let mut p = mountopts::parse(&opts);
@@ -454,6 +470,9 @@ fn spec_mount(
         }
         Err(e) => return Err(e),
     };
+    if fstype == "tmpfs" && Path::new(dest) == Path::new("/dev") {
+        fresh_dev.push(identity(tree.as_fd()).ctx(|| format!("stat the fresh tmpfs for {dest}"))?);
+    }
     attach(&tree, &target, dest)?;
     Ok(InitialMount {
         destination: dest.into(),
@@ -495,7 +514,37 @@ fn no_symlink_on_the_way(root: BorrowedFd<'_>, fstype: &str, dest: &str) -> Resu
     Ok(())
 }
 
-fn devices(ctx: &Ctx<'_>, dev: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
+/// (st_dev, st_ino) of what `fd` names: the root of a fresh mount is told
+/// apart by it (a new tmpfs instance has a device number of its own).
+fn identity(fd: BorrowedFd<'_>) -> nix::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Is `dev` the root of one of the fresh tmpfs instances this build made
+/// (`fresh`)? Nothing else can be on such an instance: it was created here,
+/// detached, and attached only at /dev.
+fn is_fresh_tmpfs_root(dev: BorrowedFd<'_>, fresh: &[(u64, u64)]) -> nix::Result<bool> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let fs = nix::sys::statfs::fstatfs(dev)?;
+    Ok(fs.filesystem_type().0 as i64 == TMPFS_MAGIC && fresh.contains(&identity(dev)?))
+}
+
+/// The safe device nodes and the standard links in the container's /dev.
+///
+/// Only in `own_dev` (the root of a fresh tmpfs this build mounted) does the
+/// runtime create nodes and links and hand them to the container's root, and
+/// only the ones it has just created itself. Anywhere else (a bind or volume
+/// over /dev, which may hold the VM's real nodes, or a name a spec mount put
+/// there), a chown would land on whatever inode the name reaches: the VM's
+/// own /dev/null once went to a container's root that way. There the VM's
+/// nodes are bound over the names, and nothing is chowned.
+fn devices(
+    ctx: &Ctx<'_>,
+    dev: BorrowedFd<'_>,
+    own_dev: bool,
+    record: &mut Vec<InitialMount>,
+) -> Result<()> {
     let wanted = |d: &SafeDevice| !d.on_request || (d.path == "/dev/fuse" && ctx.want_fuse);
     for d in SAFE_DEVICES.iter().filter(|d| wanted(d)) {
         let name = d.path.trim_start_matches("/dev/");
@@ -504,48 +553,62 @@ fn devices(ctx: &Ctx<'_>, dev: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -
         }
         let cname = std::ffi::CString::new(name).map_err(|_| Error::Other("device name".into()))?;
         let devno = libc::makedev(d.major as u32, d.minor as u32);
-        // SAFETY: valid dirfd and C string.
-        let r = unsafe {
-            libc::mknodat(
-                dev.as_raw_fd(),
-                cname.as_ptr(),
-                libc::S_IFCHR | 0o666,
-                devno,
-            )
-        };
-        let ours = r == 0 || {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EEXIST) && is_node(dev, &cname, devno) {
-                true
-            } else {
-                // /dev is not our tmpfs (a volume over /dev: idmapped, so the
-                // VM's root cannot create nodes there), or the name is taken
-                // by something else: bind the VM's own node over whatever is
-                // there, never following or trusting it.
-                bind_device(ctx, dev, &cname, d.path).map_err(|b| {
-                    Error::Other(format!("device {}: mknod: {e}; bind: {b}", d.path))
-                })?;
-                false
-            }
-        };
-        // Only a node in the container's own /dev is handed to its root: a
-        // chown through a bind would change the VM's own device node.
-        if ours {
-            let gid = if name == "tty" {
-                ctx.ids.start + 5
-            } else {
-                ctx.ids.start
-            };
-            // SAFETY: valid dirfd and C string; the link itself is changed.
-            unsafe {
-                libc::fchownat(
+        let made = if own_dev {
+            // SAFETY: valid dirfd and C string.
+            let r = unsafe {
+                libc::mknodat(
                     dev.as_raw_fd(),
                     cname.as_ptr(),
-                    ctx.ids.start,
-                    gid,
-                    libc::AT_SYMLINK_NOFOLLOW,
+                    libc::S_IFCHR | 0o666,
+                    devno,
                 )
             };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        } else {
+            Err(std::io::Error::other("/dev is not the runtime's own tmpfs"))
+        };
+        match made {
+            Ok(()) => {
+                let gid = if name == "tty" {
+                    ctx.ids.start + 5
+                } else {
+                    ctx.ids.start
+                };
+                // The node this call just created on our own tmpfs (nothing
+                // else can write there yet); the name itself, never followed.
+                // SAFETY: valid dirfd and C string.
+                let r = unsafe {
+                    libc::fchownat(
+                        dev.as_raw_fd(),
+                        cname.as_ptr(),
+                        ctx.ids.start,
+                        gid,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                };
+                if r != 0 {
+                    return Err(std::io::Error::last_os_error())
+                        .ctx(|| format!("hand {} to the container's root", d.path));
+                }
+            }
+            // The name is taken (a spec mount there, or a volume's content)
+            // or /dev is not ours: bind the VM's own node over whatever is
+            // there, never following, trusting or chowning it. A name that
+            // already is the right node on our own tmpfs is left as it is.
+            Err(e) => {
+                if !(own_dev
+                    && e.raw_os_error() == Some(libc::EEXIST)
+                    && is_node(dev, &cname, devno))
+                {
+                    bind_device(ctx, dev, &cname, d.path).map_err(|b| {
+                        Error::Other(format!("device {}: mknod: {e}; bind: {b}", d.path))
+                    })?;
+                }
+            }
         }
         record.push(InitialMount {
             destination: d.path.into(),
@@ -562,19 +625,19 @@ fn devices(ctx: &Ctx<'_>, dev: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        let _ = nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name);
-        let cname =
-            std::ffi::CString::new(name).map_err(|_| Error::Other("symlink name".into()))?;
-        // SAFETY: valid dirfd and C string; chown of the link itself.
-        unsafe {
-            libc::fchownat(
-                dev.as_raw_fd(),
-                cname.as_ptr(),
-                ctx.ids.start,
-                ctx.ids.start,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
+        // Created as the container's root, so no chown is ever needed: a
+        // name that exists already (a VM node through a bind, a volume's
+        // link) is left alone, and the link is never made outside our tmpfs.
+        if !own_dev {
+            continue;
+        }
+        let made = safepath::as_fsids(ctx.ids.start, ctx.ids.start, || {
+            nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name)
+        });
+        match made {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).ctx(|| format!("link /dev/{name} to {target}")),
+        }
     }
     Ok(())
 }
