@@ -39,6 +39,9 @@ enum Task {
     VmTest(vmtest::Args),
     /// Run the benchmarks and write target/bench/report.json and report.svg.
     Bench(bench::Args),
+    /// Check that two builds give the same bytes: hull's binaries and the image
+    /// (`--full`: also the kernel, twice from scratch).
+    Repro(repro::Args),
     /// Run a cargo-fuzz target (e.g. `cargo xtask fuzz channel decoder --seconds 600`).
     Fuzz(fuzz::Args),
 }
@@ -65,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Test(a) => testing::run(&a),
         Task::VmTest(a) => vmtest::run(&a),
         Task::Bench(a) => bench::run(&a),
+        Task::Repro(a) => repro::run(&a),
         Task::Fuzz(a) => fuzz::run(&a),
     }
 }
