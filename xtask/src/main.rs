@@ -42,7 +42,7 @@ enum Task {
     /// Check that two builds give the same bytes: hull's binaries and the image
     /// (`--full`: also the kernel, twice from scratch).
     Repro(repro::Args),
-    /// Run a cargo-fuzz target (e.g. `cargo xtask fuzz channel decoder --seconds 600`).
+    /// Run every cargo-fuzz target, or one, from its committed seeds (e.g. `cargo xtask fuzz --seconds 600 framed`).
     Fuzz(fuzz::Args),
 }
 
