@@ -145,13 +145,25 @@ fn differences(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Ve
 
 /// A copy of the workspace's sources (tracked and untracked, not ignored:
 /// no target folders) at `to`, with their mtimes so that cargo's
-/// fingerprints stay valid and a second run is warm.
+/// fingerprints stay valid and a second run is warm. The copy builds into
+/// its own `target/`, at the same place relative to its checkout as the
+/// first build's, so that nothing differs but the checkout's path.
 fn copy_sources(sh: &Shell, ws: &Path, to: &Path) -> Result<()> {
     let _dir = sh.push_dir(ws);
     let files = cmd!(sh, "git ls-files -z --cached --others --exclude-standard")
         .quiet()
         .read()?;
-    let _ = fs::remove_dir_all(to);
+    // Everything but the copy's own target folder goes: deleted files must
+    // not linger, and a kept target folder keeps the second build warm.
+    if let Ok(entries) = fs::read_dir(to) {
+        for e in entries.flatten() {
+            if e.file_name() == "target" {
+                continue;
+            }
+            let p = e.path();
+            let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+        }
+    }
     for f in files.split('\0').filter(|f| !f.is_empty()) {
         let src = ws.join(f);
         // Deleted but still tracked: not part of the tree being built.
