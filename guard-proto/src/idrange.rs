@@ -57,9 +57,13 @@ pub struct IdRange {
 }
 
 impl IdRange {
-    /// Map a container id (0..len) to the VM id.
+    /// Map a container id (0..len) to the VM id; `None` outside the range,
+    /// and for a range that would run past u32::MAX (a range read from a
+    /// message is not trusted to fit).
     pub fn host(&self, id: u32) -> Option<u32> {
-        (id < self.len).then(|| self.start + id)
+        (id < self.len)
+            .then(|| self.start.checked_add(id))
+            .flatten()
     }
 }
 
@@ -243,6 +247,26 @@ impl Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// guard/fuzz's guard_request target panics on this range without the
+    /// fix (`start + id` overflowed); its input is the regression seed
+    /// guard/fuzz/regressions/guard_request/crash-range-past-u32-max.
+    #[test]
+    fn a_range_past_u32_max_maps_nothing_past_it() {
+        let r = IdRange {
+            start: u32::MAX,
+            len: 2,
+        };
+        assert_eq!(r.host(0), Some(u32::MAX));
+        assert_eq!(r.host(1), None);
+        assert_eq!(r.host(2), None);
+        let ok = IdRange {
+            start: 100_000,
+            len: 65_536,
+        };
+        assert_eq!(ok.host(65_535), Some(165_535));
+        assert_eq!(ok.host(65_536), None);
+    }
 
     fn owner(dir: &Path, id: &str) -> Owner {
         let sd = dir.join("state").join(id);

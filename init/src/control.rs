@@ -15,65 +15,13 @@ use nix::sys::socket::{
     accept, bind, getpeername, listen, socket, AddressFamily, Backlog, SockFlag, SockType,
     VsockAddr,
 };
-use serde::Deserialize;
 
 use crate::logs;
 use crate::supervisor::Event;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Request {
-    Status,
-    Logs {
-        name: String,
-        #[serde(default)]
-        follow: bool,
-    },
-    Shutdown,
-    /// Digests and values the escape suite compares before and after.
-    Integrity,
-    /// Sockets listening in the VM's own network namespace.
-    Listening,
-    /// Signals a service's main process (the host is trusted; containers
-    /// cannot reach this port).
-    Kill {
-        service: String,
-        signal: String,
-    },
-    /// Benchmark: round trips on dockerd's socket from inside the VM.
-    EnginePing {
-        count: u32,
-    },
-    /// Benchmark: a one-shot vsock sink on `port` for `bytes` bytes (raw,
-    /// or as channel frames when `framed`).
-    Sink {
-        port: u32,
-        bytes: u64,
-        #[serde(default)]
-        framed: bool,
-    },
-    /// Benchmark: a one-shot vsock echo on `port`.
-    Echo {
-        port: u32,
-    },
-    /// Test: a one-shot TCP listener on the VM's loopback (`port` ≥ 1024)
-    /// that writes `hull-listener` to the first connection within
-    /// `seconds` (at most 120) and then closes; answers
-    /// `{"listening": port}` once bound. The VM tier uses it to show that
-    /// the gate's forward never reaches a loopback port no container
-    /// publishes.
-    LoopbackListen {
-        port: u16,
-        seconds: u64,
-    },
-    /// Benchmark: hull-runtime vs runc vs crun, create to delete.
-    BenchRuntimes {
-        iterations: u32,
-        /// Also run hull-runtime with `--debug` and return its stage log.
-        #[serde(default)]
-        trace: bool,
-    },
-}
+/// The requests (parsed in the library half of the crate, where the fuzz
+/// targets reach the same code).
+pub use hull_init::request::Request;
 
 /// A connected vsock stream.
 pub struct Conn(pub OwnedFd);
@@ -188,7 +136,7 @@ fn handle(conn: Conn, tx: Sender<Event>) -> io::Result<()> {
     let Some(Frame::Data(req)) = r.next_frame()? else {
         return Ok(());
     };
-    let req: Request = match serde_json::from_slice(&req) {
+    let req: Request = match hull_init::request::parse(&req) {
         Ok(r) => r,
         Err(e) => {
             return reply_json(

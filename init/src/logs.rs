@@ -16,14 +16,7 @@ pub fn path(name: &str) -> PathBuf {
     PathBuf::from(DIR).join(format!("{name}.log"))
 }
 
-/// A service or log name that is safe as a file name.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+pub use hull_init::request::valid_name;
 
 pub struct LogFile {
     name: String,

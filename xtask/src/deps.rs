@@ -48,6 +48,7 @@ pub fn run() -> Result<()> {
     apt(&sh)?;
     vhost_device_vsock(&sh)?;
     rust_components(&sh)?;
+    cargo_fuzz(&sh)?;
     docker_cli(&sh)?;
     eprintln!("[deps] all present");
     Ok(())
@@ -116,6 +117,19 @@ fn vhost_device_vsock(sh: &Shell) -> Result<()> {
     }
     eprintln!("[deps] cargo install vhost-device-vsock");
     cmd!(sh, "cargo install --locked vhost-device-vsock").run()?;
+    Ok(())
+}
+
+/// `cargo xtask fuzz` (and the test tier's fuzz step) drive cargo-fuzz.
+fn cargo_fuzz(sh: &Shell) -> Result<()> {
+    let have = cmd!(sh, "cargo fuzz --version")
+        .quiet()
+        .ignore_stderr()
+        .read();
+    if have.is_err() {
+        eprintln!("[deps] cargo install cargo-fuzz");
+        cmd!(sh, "cargo install --locked cargo-fuzz").run()?;
+    }
     Ok(())
 }
 

@@ -20,7 +20,14 @@ use xshell::{cmd, Shell};
 use crate::paths;
 
 /// Bump when the steps below change in a way that changes the output.
-const RECIPE: &str = "hull-kernel-recipe-1";
+/// 2: the build is reproducible ([`repro_env`]); recipe-1 kernels carried
+/// their build time, build counter and `root@<host>` in `uname -v`.
+const RECIPE: &str = "hull-kernel-recipe-2";
+
+/// What `uname -v` shows instead of the build time: a constant, so that two
+/// builds of the same inputs give the same bytes (the source version is in
+/// `uname -r`, the recipe in the cache's `source` file).
+pub const BUILD_TIMESTAMP: &str = "Thu Jan  1 00:00:00 UTC 2026";
 const SOURCE_PKG: &str = "linux-source-6.12";
 
 #[derive(clap::Args, Default)]
@@ -42,25 +49,28 @@ pub fn fragment_path() -> PathBuf {
     paths::workspace().join("kernel-config/hull.config")
 }
 
+/// The cache entry of the current inputs: source version, fragment, recipe.
+pub fn cache_dir(version: &str, fragment: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(RECIPE);
+    h.update([0]);
+    h.update(version);
+    h.update([0]);
+    h.update(fragment);
+    let hash = hex::encode(h.finalize());
+    paths::cache().join("kernel").join(&hash[..16])
+}
+
+pub fn read_fragment() -> Result<String> {
+    fs::read_to_string(fragment_path())
+        .with_context(|| format!("reading {}", fragment_path().display()))
+}
+
 pub fn run(args: &Args) -> Result<Kernel> {
     let sh = Shell::new()?;
-    let fmt = "${Version}";
-    let version = cmd!(sh, "dpkg-query -W -f {fmt} {SOURCE_PKG}")
-        .quiet()
-        .read()
-        .with_context(|| format!("{SOURCE_PKG} is not installed: run `cargo xtask deps`"))?;
-    let fragment = fs::read_to_string(fragment_path())
-        .with_context(|| format!("reading {}", fragment_path().display()))?;
-    let hash = {
-        let mut h = Sha256::new();
-        h.update(RECIPE);
-        h.update([0]);
-        h.update(&version);
-        h.update([0]);
-        h.update(&fragment);
-        hex::encode(h.finalize())
-    };
-    let out = paths::cache().join("kernel").join(&hash[..16]);
+    let version = source_version()?;
+    let fragment = read_fragment()?;
+    let out = cache_dir(&version, &fragment);
     let kernel = Kernel {
         image: out.join("bzImage"),
     };
@@ -71,12 +81,75 @@ pub fn run(args: &Args) -> Result<Kernel> {
 
     let src = source_tree(&sh, &version)?;
     let obj = paths::cache().join("kernel-build/obj");
-    fs::create_dir_all(&obj)?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    build_tree(&src, &obj, &version, &fragment, jobs)?;
+    publish(&obj, &out, &version)?;
+    let size = fs::metadata(&kernel.image)?.len();
+    eprintln!(
+        "[kernel] built {} ({:.1} MiB)",
+        kernel.image.display(),
+        size as f64 / 1048576.0
+    );
+    Ok(kernel)
+}
+
+/// Copies a built object tree's kernel into the cache entry `out`,
+/// atomically: a half-written cache entry must never look complete.
+pub fn publish(obj: &Path, out: &Path, version: &str) -> Result<()> {
+    let tmp = out.with_extension("tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    fs::copy(obj.join("arch/x86/boot/bzImage"), tmp.join("bzImage"))?;
+    fs::copy(obj.join(".config"), tmp.join("config"))?;
+    fs::write(
+        tmp.join("source"),
+        format!("{SOURCE_PKG} {version}\n{RECIPE}\n"),
+    )?;
+    let _ = fs::remove_dir_all(out);
+    fs::rename(&tmp, out)?;
+    Ok(())
+}
+
+/// The environment that makes a kernel build depend on its inputs only: no
+/// clock, user, host or build counter in `uname -v`. Paths need nothing
+/// more: kbuild itself maps the source folder out of `__FILE__`
+/// (`-fmacro-prefix-map=$(srctree)/=`), an out-of-tree build runs in the
+/// object folder (objtree `.`), and the kernel has no debug info
+/// (no DWARF paths). No extra compiler flags: they would change every
+/// object's command line, and with it every cached object tree.
+pub fn repro_env(_src: &Path, _obj: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("KBUILD_BUILD_TIMESTAMP", BUILD_TIMESTAMP.to_string()),
+        ("KBUILD_BUILD_USER", "hull".to_string()),
+        ("KBUILD_BUILD_HOST", "hull".to_string()),
+        ("KBUILD_BUILD_VERSION", "1".to_string()),
+        // Tools some steps call honour it.
+        ("SOURCE_DATE_EPOCH", "1767225600".to_string()),
+        ("LC_ALL", "C".to_string()),
+        ("TZ", "UTC".to_string()),
+    ]
+}
+
+/// Configures and builds `bzImage` of `src` into `obj` with [`repro_env`].
+pub fn build_tree(
+    src: &Path,
+    obj: &Path,
+    version: &str,
+    fragment: &str,
+    jobs: usize,
+) -> Result<()> {
+    let sh = Shell::new()?;
+    for (k, v) in repro_env(src, obj) {
+        sh.set_var(k, v);
+    }
+    fs::create_dir_all(obj)?;
     let obj_s = obj.to_string_lossy().to_string();
     let o = format!("O={obj_s}");
-    sh.change_dir(&src);
+    sh.change_dir(src);
 
-    eprintln!("[kernel] configuring {SOURCE_PKG} {version}");
+    eprintln!("[kernel] configuring {SOURCE_PKG} {version} in {obj_s}");
     cmd!(sh, "make -s {o} ARCH=x86_64 tinyconfig")
         .quiet()
         .run()?;
@@ -93,7 +166,7 @@ pub fn run(args: &Args) -> Result<Kernel> {
         .quiet()
         .run()?;
     let config = fs::read_to_string(obj.join(".config"))?;
-    let missing = unmet(&fragment, &config);
+    let missing = unmet(fragment, &config);
     if !missing.is_empty() {
         bail!(
             "kernel-config/hull.config: these options did not stick after olddefconfig \
@@ -101,31 +174,17 @@ pub fn run(args: &Args) -> Result<Kernel> {
             missing.join("\n  ")
         );
     }
+    make_with_progress(src, obj, jobs)
+}
 
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    make_with_progress(&src, &obj, jobs)?;
-
-    // Publish atomically: a half-written cache entry must never look complete.
-    let tmp = out.with_extension("tmp");
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(&tmp)?;
-    fs::copy(obj.join("arch/x86/boot/bzImage"), tmp.join("bzImage"))?;
-    fs::copy(obj.join(".config"), tmp.join("config"))?;
-    fs::write(
-        tmp.join("source"),
-        format!("{SOURCE_PKG} {version}\n{RECIPE}\n"),
-    )?;
-    let _ = fs::remove_dir_all(&out);
-    fs::rename(&tmp, &out)?;
-    let size = fs::metadata(&kernel.image)?.len();
-    eprintln!(
-        "[kernel] built {} ({:.1} MiB)",
-        kernel.image.display(),
-        size as f64 / 1048576.0
-    );
-    Ok(kernel)
+/// The installed source package's version (the cache key's first input).
+pub fn source_version() -> Result<String> {
+    let sh = Shell::new()?;
+    let fmt = "${Version}";
+    cmd!(sh, "dpkg-query -W -f {fmt} {SOURCE_PKG}")
+        .quiet()
+        .read()
+        .with_context(|| format!("{SOURCE_PKG} is not installed: run `cargo xtask deps`"))
 }
 
 /// The unpacked source, re-extracted when the package version changes.
@@ -152,6 +211,7 @@ fn make_with_progress(src: &Path, obj: &Path, jobs: usize) -> Result<()> {
     let start = Instant::now();
     let mut child = Command::new("make")
         .current_dir(src)
+        .envs(repro_env(src, obj))
         .arg(format!("O={}", obj.display()))
         .arg("ARCH=x86_64")
         .arg(format!("-j{jobs}"))

@@ -39,7 +39,10 @@ enum Task {
     VmTest(vmtest::Args),
     /// Run the benchmarks and write target/bench/report.json and report.svg.
     Bench(bench::Args),
-    /// Run a cargo-fuzz target (e.g. `cargo xtask fuzz channel decoder --seconds 600`).
+    /// Check that two builds give the same bytes: hull's binaries and the image
+    /// (`--full`: also the kernel, twice from scratch).
+    Repro(repro::Args),
+    /// Run every cargo-fuzz target, or one, from its committed seeds (e.g. `cargo xtask fuzz --seconds 600 framed`).
     Fuzz(fuzz::Args),
 }
 
@@ -65,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Test(a) => testing::run(&a),
         Task::VmTest(a) => vmtest::run(&a),
         Task::Bench(a) => bench::run(&a),
+        Task::Repro(a) => repro::run(&a),
         Task::Fuzz(a) => fuzz::run(&a),
     }
 }

@@ -24,6 +24,7 @@ pub fn run(args: &Args) -> Result<()> {
     cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run()?;
     eprintln!("[test] unit");
     cmd!(sh, "cargo test --workspace").run()?;
+    crate::fuzz::ci()?;
     if !deps::is_root() {
         bail!("the host-integration and VM tiers need root");
     }

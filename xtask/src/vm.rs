@@ -49,24 +49,38 @@ pub fn manifest() -> PathBuf {
 /// Builds the cargo binaries the image needs into one folder.
 /// PID 1 is linked statically so that nothing it needs can be missing.
 pub fn build_vm_binaries(sh: &Shell, weakened: bool) -> Result<PathBuf> {
-    let m = hull_image::Manifest::load(&manifest())?;
+    build_vm_binaries_at(sh, &paths::workspace(), &paths::target(), weakened)
+}
+
+/// [`build_vm_binaries`] of the checkout `ws` into the target folder
+/// `target` (the reproducibility check builds a copy elsewhere). Paths are
+/// remapped ([`crate::repro::rustflags`]) so the folder does not show.
+pub fn build_vm_binaries_at(
+    sh: &Shell,
+    ws: &Path,
+    target: &Path,
+    weakened: bool,
+) -> Result<PathBuf> {
+    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
     let bins = m.binaries();
-    let ws = paths::workspace();
-    let target = paths::target();
+    let remap = crate::repro::rustflags(ws);
     let out = target.join(if weakened {
         "hull-bin-weakened"
     } else {
         "hull-bin"
     });
     fs::create_dir_all(&out)?;
-    let _dir = sh.push_dir(&ws);
+    let _dir = sh.push_dir(ws);
     let (init, rest): (Vec<&str>, Vec<&str>) = bins.iter().partition(|b| **b == "hull-init");
     if !rest.is_empty() {
         let args: Vec<String> = rest
             .iter()
             .flat_map(|b| ["--bin".to_string(), b.to_string()])
             .collect();
-        cmd!(sh, "cargo build --release {args...}").run()?;
+        cmd!(sh, "cargo build --release {args...}")
+            .env("CARGO_TARGET_DIR", target)
+            .env("RUSTFLAGS", &remap)
+            .run()?;
         for b in &rest {
             fs::copy(target.join("release").join(b), out.join(b))
                 .with_context(|| format!("copying {b}"))?;
@@ -83,7 +97,11 @@ pub fn build_vm_binaries(sh: &Shell, weakened: bool) -> Result<PathBuf> {
             sh,
             "cargo build --release --bin hull-init --target {triple} {features...}"
         )
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", target)
+        .env(
+            "RUSTFLAGS",
+            format!("-C target-feature=+crt-static {remap}"),
+        )
         .run()?;
         fs::copy(
             target.join(triple).join("release/hull-init"),
