@@ -32,11 +32,16 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "crun",
     "runc",
+    // the guard's tests compile static C helpers (cc -static)
+    "gcc",
+    "libc6-dev",
     // host-tier tests of the runtime and gate drive a real (bookworm) dockerd
     // on this machine; a local registry gives images real repo digests
     "docker.io",
+    "containerd",
     "docker-registry",
     "util-linux",
+    "iproute2",
     // VM-tier tests drive the VM as a user would
     "curl",
     "socat",
@@ -138,7 +143,7 @@ fn docker_cli(sh: &Shell) -> Result<()> {
     match v {
         Ok(v) if v.starts_with("Docker version") => Ok(()),
         _ => bail!(
-            "the docker CLI is missing: install docker-ce-cli (client only) or Debian's docker-cli"
+            "the docker CLI is missing from PATH: Debian's docker.io (installed above) puts it at /usr/bin/docker; is PATH missing /usr/bin?"
         ),
     }
 }
