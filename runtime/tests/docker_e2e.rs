@@ -68,6 +68,9 @@ fn docker_drives_hull_runtime_through_the_shim() {
     let cfg = serde_json::json!({
         "runtimes": {"hull": {"path": BIN, "runtimeArgs": [
             "--guard-socket", guard.sock, "--guard-procfs", guard.procfs(),
+            // dockerd's data root (containers/<id>/resolv.conf, ...) and the
+            // test's volumes live in the test folder, the only mount root.
+            "--mount-root", std::fs::canonicalize(dir).expect("canonical test folder"),
             "--idranges-dir", env.ids]}},
         "default-runtime": "hull",
         "default-cgroupns-mode": "private"
