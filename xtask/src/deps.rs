@@ -54,7 +54,50 @@ pub fn run() -> Result<()> {
     vhost_device_vsock(&sh)?;
     rust_components(&sh)?;
     docker_cli(&sh)?;
+    tools()?;
     eprintln!("[deps] all present");
+    Ok(())
+}
+
+/// What the host-tier tests run, by the path or name they look for, and the
+/// package that provides it. dpkg may call a package installed while its
+/// file is gone; the tests would then fail one by one, so say it here once.
+const TOOLS: &[(&str, &str)] = &[
+    ("/bin/busybox", "busybox-static"),
+    ("/usr/sbin/dockerd", "docker.io"),
+    ("docker", "docker.io"),
+    ("containerd", "containerd"),
+    ("containerd-shim-runc-v2", "containerd"),
+    ("runc", "runc"),
+    ("/usr/bin/crun", "crun"),
+    ("docker-registry", "docker-registry"),
+    ("cc", "gcc"),
+    ("unshare", "util-linux"),
+    ("ip", "iproute2"),
+];
+
+fn tools() -> Result<()> {
+    let on_path = |n: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).is_file()))
+    };
+    let missing: Vec<String> = TOOLS
+        .iter()
+        .filter(|(t, _)| {
+            if t.starts_with('/') {
+                !std::path::Path::new(t).exists()
+            } else {
+                !on_path(t)
+            }
+        })
+        .map(|(t, p)| format!("{t} (package {p})"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing though their packages are installed: {}; `apt-get install --reinstall` them",
+            missing.join(", ")
+        );
+    }
     Ok(())
 }
 

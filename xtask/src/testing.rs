@@ -157,9 +157,13 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("[test] all tiers passed ({})", took.join(", "));
         return Ok(());
     }
+    let passed = if took.is_empty() {
+        "none".to_string()
+    } else {
+        took.join(", ")
+    };
     let line = format!(
-        "tiers passed: {}; NOT RUN (--skip): {}",
-        took.join(", "),
+        "tiers passed: {passed}; NOT RUN (--skip): {}",
         skipped.join(", ")
     );
     if under_ci() {
