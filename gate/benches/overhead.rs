@@ -3,8 +3,9 @@
 //! `HULL_BENCH_ITERATIONS`, default 1000).
 //!
 //! Two engines: the real dockerd (host tier: root and docker.io; without
-//! them the dockerd half is recorded as skipped, naming why), where a create costs tens of milliseconds with several of
-//! jitter, and a fake engine answering at once, which isolates the gate's
+//! them the dockerd half is recorded as skipped, naming why, and `cargo
+//! xtask bench` fails), where a create costs tens of milliseconds with
+//! several of jitter, and a fake engine answering at once, which isolates the gate's
 //! own cost (policy parse, re-serialisation, proxying). Prints one JSON
 //! object per figure on stdout and writes them all to
 //! `target/bench/gate-overhead.json`.
