@@ -152,10 +152,16 @@ fn step(rt: &Rt, state: &Path, args: &[&str], bundle: &Path) -> Result<String> {
 
 fn main() -> Result<()> {
     let (n, payload, rts) = parse_args()?;
-    let work = PathBuf::from("/run/hull/bench-runtime");
+    // Not under /run/hull (0700): runc's and crun's container root is an
+    // unprivileged id of the user namespace and must be able to reach the
+    // rootfs (hull-runtime shifts ids itself).
+    let work = PathBuf::from("/run/hull-bench-runtime");
     let _ = std::fs::remove_dir_all(&work);
     let b = work.join("bundle");
     std::fs::create_dir_all(&b)?;
+    for d in [&work, &b] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
     bundle(&b, &payload)?;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
     let mut last_log: Vec<String> = vec![String::new(); rts.len()];
