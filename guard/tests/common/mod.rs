@@ -533,7 +533,12 @@ pub fn run_cmd(mut c: Command, dir: &Path) -> Output {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let (o, e) = (dir.join(format!("out.{n}")), dir.join(format!("err.{n}")));
-    c.stdin(Stdio::null());
+    // stdin is an empty file of the test, never the host's /dev/null: crun
+    // in a user namespace fchowns its stdio to the container's root, and
+    // would hand the machine's /dev/null to an unprivileged id.
+    let i = dir.join(format!("in.{n}"));
+    std::fs::write(&i, b"").unwrap();
+    c.stdin(std::fs::File::open(&i).unwrap());
     c.stdout(std::fs::File::create(&o).unwrap());
     c.stderr(std::fs::File::create(&e).unwrap());
     let status = c.status().expect("spawn hull-runtime");

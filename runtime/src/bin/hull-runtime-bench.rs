@@ -89,6 +89,7 @@ fn bundle(dir: &Path, payload: &Path) -> Result<()> {
         }
     });
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    std::fs::write(dir.join("stdin"), b"")?;
     Ok(())
 }
 
@@ -135,8 +136,10 @@ fn step(rt: &Rt, state: &Path, args: &[&str], bundle: &Path) -> Result<String> {
         .arg(state)
         .args(args)
         .current_dir(bundle)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // Files of the bench, never /dev/null: crun in a user namespace
+        // fchowns its stdio to the container's root.
+        .stdin(std::fs::File::open(bundle.join("stdin")).context("bench stdin")?)
+        .stdout(std::fs::File::create(bundle.join("stdout")).context("bench stdout")?)
         .stderr(Stdio::piped())
         .output()
         .with_context(|| format!("starting {}", rt.bin.display()))?;
