@@ -14,16 +14,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-fn guarded(test: &str) -> Option<(Env, Guard)> {
-    if !root_or_skip(test) {
-        return None;
-    }
+fn guarded(test: &str) -> (Env, Guard) {
+    host_tier(test);
     let mut env = Env::new();
     env.guard = "required";
     let g = Guard::start(&env);
     env.guard_socket = Some(g.sock.clone());
     env.guard_procfs = Some(g.procfs());
-    Some((env, g))
+    (env, g)
 }
 
 /// A container with every capability, a Docker-like profile that allows the
@@ -55,18 +53,10 @@ fn sys_admin(env: &Env, script: &str) -> Value {
     c
 }
 
-/// Copy a compiled helper into this env's rootfs.
-fn with_helper(env: &Env, name: &str) -> bool {
-    match c_helper(name, env.dir.path()) {
-        Some(p) => {
-            std::fs::copy(&p, env.rootfs().join("bin").join(name)).unwrap();
-            true
-        }
-        None => {
-            eprintln!("\n!!! SKIPPED: no C compiler for tests/helpers/{name}.c (apt-get install gcc libc6-dev) !!!\n");
-            false
-        }
-    }
+/// Copy a compiled helper into this env's rootfs (fails the test without a C compiler).
+fn with_helper(env: &Env, name: &str) {
+    let p = c_helper(name, env.dir.path());
+    std::fs::copy(&p, env.rootfs().join("bin").join(name)).unwrap();
 }
 
 fn run(env: &Env, id: &str, c: &Value) -> HashMap<String, String> {
@@ -102,9 +92,7 @@ fn assert_allowed(r: &HashMap<String, String>, keys: &[&str], out: &str) {
 
 #[test]
 fn guard_denies_eci_escapes_and_allows_the_containers_own_mounts() {
-    let Some((env, g)) = guarded("guard deny/allow") else {
-        return;
-    };
+    let (env, g) = guarded("guard deny/allow");
     let blk = env.dir.path().join("blk");
     let st = std::process::Command::new("mknod")
         .arg(&blk)
@@ -252,9 +240,7 @@ fn guard_denies_eci_escapes_and_allows_the_containers_own_mounts() {
 
 #[test]
 fn fresh_proc_and_sysfs_get_the_containers_masks() {
-    let Some((env, g)) = guarded("fresh procfs") else {
-        return;
-    };
+    let (env, g) = guarded("fresh procfs");
     let script = r#"
         mkdir -p /tmp/p /tmp/q /tmp/s
         mount -t proc proc /tmp/p; echo fresh_proc=$?
@@ -322,12 +308,8 @@ fn fresh_proc_and_sysfs_get_the_containers_masks() {
 
 #[test]
 fn new_mount_api_cannot_bypass_the_vetting() {
-    let Some((env, g)) = guarded("new mount API") else {
-        return;
-    };
-    if !with_helper(&env, "mountapi") {
-        return;
-    }
+    let (env, g) = guarded("new mount API");
+    with_helper(&env, "mountapi");
     let c = sys_admin(
         &env,
         "mountapi; wc -c < /tmp/q/keys | sed 's/^/clone_keys_bytes=/'",
@@ -382,12 +364,8 @@ fn new_mount_api_cannot_bypass_the_vetting() {
 
 #[test]
 fn toctou_rewriting_the_path_during_the_check_changes_nothing() {
-    let Some((env, g)) = guarded("TOCTOU") else {
-        return;
-    };
-    if !with_helper(&env, "toctou") {
-        return;
-    }
+    let (env, g) = guarded("TOCTOU");
+    with_helper(&env, "toctou");
     let script = "\
         mkdir -p /tmp/own && mount -t tmpfs own /tmp/own; \
         toctou remount 2000 | sed 's/^ok/remount_ok/'; \
@@ -467,9 +445,7 @@ fn read(p: &Path) -> String {
 
 #[test]
 fn sysctl_writes_stay_in_their_container() {
-    let Some((env, _g)) = guarded("sysctl emulation") else {
-        return;
-    };
+    let (env, _g) = guarded("sysctl emulation");
     let vm_panic = read(Path::new("/proc/sys/kernel/panic"));
     let vm_sysrq = read(Path::new("/proc/sys/kernel/sysrq"));
     let sh = shared_dir(&env, "shared");
@@ -553,9 +529,7 @@ fn sysctl_writes_stay_in_their_container() {
 
 #[test]
 fn guard_crash_fails_trapped_calls_and_a_restarted_guard_vets_new_containers() {
-    let Some((mut env, mut g)) = guarded("guard crash") else {
-        return;
-    };
+    let (mut env, mut g) = guarded("guard crash");
     let sh = shared_dir(&env, "shared");
     let a_script = "\
         mkdir -p /tmp/m; touch /shared/a_ready; \
@@ -618,9 +592,7 @@ fn guard_crash_fails_trapped_calls_and_a_restarted_guard_vets_new_containers() {
 
 #[test]
 fn id_ranges_are_served_by_the_guard_and_reconciled_at_start() {
-    let Some((env, mut g)) = guarded("id ranges") else {
-        return;
-    };
+    let (env, mut g) = guarded("id ranges");
     // A stale entry (its container's state dir is gone) from before a restart.
     let table = env.ids.join("ranges.json");
     std::fs::create_dir_all(&env.ids).unwrap();
@@ -649,9 +621,7 @@ fn id_ranges_are_served_by_the_guard_and_reconciled_at_start() {
 
 #[test]
 fn exec_processes_are_vetted_too_also_by_a_restarted_guard() {
-    let Some((env, mut g)) = guarded("exec vetting") else {
-        return;
-    };
+    let (env, mut g) = guarded("exec vetting");
     let sh = shared_dir(&env, "shared");
     let a = with_shared(
         sys_admin(
@@ -693,38 +663,31 @@ fn exec_processes_are_vetted_too_also_by_a_restarted_guard() {
     env.run(&["delete", "--force", "ex"]);
 }
 
-/// Docker-in-Docker under the guard (opt-in with the Docker e2e test,
-/// HULL_DOCKER_E2E=1: it needs this machine's dockerd, containerd, runc and
-/// docker binaries, copied with their libraries into a busybox rootfs). The
+/// Docker-in-Docker under the guard (host tier: it needs this machine's
+/// dockerd, containerd, runc and docker binaries, copied with their
+/// libraries into a busybox rootfs; without them it fails naming them). The
 /// inner dockerd mounts overlays, its runc builds a rootfs with binds, a
 /// fresh proc and sysfs (masked by the guard), masks, read-only remounts and
 /// pivot_root — all through the guard, none denied.
 #[test]
 fn docker_in_docker_runs_under_the_guard() {
-    if std::env::var_os("HULL_DOCKER_E2E").is_none() {
-        eprintln!("\n!!! SKIPPED docker-in-docker: set HULL_DOCKER_E2E=1 (needs root and Debian's docker.io) !!!\n");
-        return;
-    }
+    const TEST: &str = "docker-in-docker";
     let bins = [
-        "/usr/sbin/dockerd",
-        "/usr/bin/containerd",
-        "/usr/bin/containerd-shim-runc-v2",
-        "/usr/sbin/runc",
+        ("/usr/sbin/dockerd", "docker.io"),
+        ("/usr/bin/containerd", "containerd"),
+        ("/usr/bin/containerd-shim-runc-v2", "containerd"),
+        ("/usr/sbin/runc", "runc"),
     ];
-    let cli = ["/usr/bin/docker", "/usr/local/bin/docker"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    if bins.iter().any(|b| !Path::new(b).exists()) || cli.is_none() {
-        eprintln!("\n!!! SKIPPED docker-in-docker: docker binaries missing !!!\n");
-        return;
+    for (b, package) in bins {
+        require_file(TEST, b, package);
     }
-    let Some((env, g)) = guarded("docker-in-docker") else {
-        return;
-    };
+    let cli = require_on_path(TEST, "docker", "docker.io");
+    let bins = bins.map(|(b, _)| PathBuf::from(b));
+    let (env, g) = guarded(TEST);
     let root = env.rootfs();
     let usr = root.join("usr/bin");
     std::fs::create_dir_all(&usr).unwrap();
-    for b in bins.iter().chain(cli.iter()) {
+    for b in bins.iter().chain(std::iter::once(&cli)) {
         let name = Path::new(b).file_name().unwrap();
         std::fs::copy(b, usr.join(name)).unwrap();
     }
@@ -805,9 +768,7 @@ fn docker_in_docker_runs_under_the_guard() {
 
 #[test]
 fn nested_user_namespaces_mount_only_where_the_kernel_would_let_them() {
-    let Some((env, g)) = guarded("nested userns") else {
-        return;
-    };
+    let (env, g) = guarded("nested userns");
     let script = r#"
         mkdir -p /tmp/nu
         unshare -Urm sh -c 'mount -t tmpfs none /tmp/nu; echo nested_tmpfs=$?; umount /tmp/nu; echo nested_umount=$?; mount -o remount,bind,rw /ro 2>/dev/null; echo nested_ro=$?; umount /proc/keys 2>/dev/null; echo nested_keys=$?'
@@ -829,9 +790,7 @@ fn nested_user_namespaces_mount_only_where_the_kernel_would_let_them() {
 
 #[test]
 fn uptime_is_the_containers_own_even_when_no_mount_call_is_trapped() {
-    let Some((env, g)) = guarded("uptime without listener") else {
-        return;
-    };
+    let (env, g) = guarded("uptime without listener");
     // Docker's default shape: no CAP_SYS_ADMIN, the profile denies the mount
     // family outright, so no listener ever reaches the guard.
     let c = config(&["sh", "-c", "echo up=$(cut -d' ' -f1 /proc/uptime)"]);
@@ -862,7 +821,7 @@ fn guarded_strict(test: &str) -> (Env, Guard) {
         Path::new("/bin/busybox").exists(),
         "{test}: needs /bin/busybox (apt-get install busybox-static)"
     );
-    guarded(test).expect("root and busybox were checked above")
+    guarded(test)
 }
 
 /// The guard's own EPERM denial for `syscall` on `target`, with its reason.
@@ -877,7 +836,7 @@ fn guard_eperm<'a>(d: &'a [Value], syscall: &str, target: &str) -> Option<&'a Va
 #[test]
 fn a_lost_or_corrupt_saved_identity_refuses_every_mount_of_its_container() {
     let (env, mut g) = guarded_strict("saved identity");
-    assert!(with_helper(&env, "rawmount"), "needs a C compiler (gcc)");
+    with_helper(&env, "rawmount");
     let sh = shared_dir(&env, "shared");
     for id in ["lost", "corrupt"] {
         let script =
@@ -940,7 +899,7 @@ fn a_lost_or_corrupt_saved_identity_refuses_every_mount_of_its_container() {
 #[test]
 fn protected_mounts_are_known_by_mount_id_even_where_the_callers_mountinfo_does_not_show_them() {
     let (env, g) = guarded_strict("protected by mount id");
-    assert!(with_helper(&env, "rawmount"), "needs a C compiler (gcc)");
+    with_helper(&env, "rawmount");
     // fd 3 is the container's /proc, fd 4 its /proc/keys mask and fd 5 its
     // /sys/firmware mask, opened before a chroot whose mountinfo shows none
     // of them (mounts outside a root are not listed there); /proc inside the
@@ -1002,7 +961,7 @@ fn protected_mounts_are_known_by_mount_id_even_where_the_callers_mountinfo_does_
 #[test]
 fn a_fresh_sysfs_sharing_the_containers_superblock_opens_nothing_over_sys() {
     let (env, g) = guarded_strict("fresh sysfs superblock");
-    assert!(with_helper(&env, "rawmount"), "needs a C compiler (gcc)");
+    with_helper(&env, "rawmount");
     // In the container's network namespace a new sysfs is the same
     // superblock as its /sys: the fresh tree must not make /sys fair game.
     let script = r#"

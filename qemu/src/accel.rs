@@ -76,6 +76,21 @@ pub fn resolve(choice: AccelChoice) -> Result<Accel, String> {
     }
 }
 
+/// The accelerator a choice resolves to, in words, with the reason KVM is
+/// not used when it is not: printed by `hull up` and the VM test tiers, so a
+/// slow run is never a mystery.
+pub fn describe(choice: AccelChoice) -> Result<String, String> {
+    let accel = resolve(choice)?;
+    Ok(match (accel, choice) {
+        (Accel::Kvm, _) => "kvm".to_string(),
+        (Accel::Tcg, AccelChoice::Tcg) => "tcg (--accel tcg asked for it)".to_string(),
+        (Accel::Tcg, _) => format!(
+            "tcg (kvm not used: {})",
+            kvm_unusable().unwrap_or_else(|| "unknown".into())
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

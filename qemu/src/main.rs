@@ -173,6 +173,10 @@ fn image_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
 fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
     let image = image_dir(&a.image)?;
     let accel = accel::resolve(a.accel).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "hull: accelerator {}",
+        accel::describe(a.accel).map_err(anyhow::Error::msg)?
+    );
     let cpus = a
         .cpus
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));

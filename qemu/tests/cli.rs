@@ -19,9 +19,15 @@ fn hull(
     c.output().expect("running hull")
 }
 
-fn is_root() -> bool {
+/// These tests need root: the admin settings file must be root-owned. A
+/// test that cannot run fails, naming why.
+fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    let root = unsafe { libc::geteuid() == 0 };
+    assert!(
+        root,
+        "needs root: the admin settings file must be owned by root (run as root, or `cargo xtask test`)"
+    );
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -50,10 +56,7 @@ fn env_and_status_of_a_stopped_home() {
 
 #[test]
 fn malformed_admin_settings_stop_up_naming_file_line_and_field() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (the admin file must be root-owned)");
-        return;
-    }
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let admin = t.path().join("admin-settings.json");
     std::fs::write(
@@ -73,10 +76,7 @@ fn malformed_admin_settings_stop_up_naming_file_line_and_field() {
 
 #[test]
 fn admin_file_writable_by_others_is_refused() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root");
-        return;
-    }
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let admin = t.path().join("admin-settings.json");
     std::fs::write(&admin, "{\"configurationFileVersion\": 2}").unwrap();
@@ -92,10 +92,7 @@ fn admin_file_writable_by_others_is_refused() {
 
 #[test]
 fn a_user_cannot_change_a_locked_admin_value() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root");
-        return;
-    }
+    require_root();
     let t = tempfile::tempdir().unwrap();
     let admin = t.path().join("admin-settings.json");
     std::fs::write(

@@ -1,5 +1,9 @@
 //! create → start → delete, hull-runtime vs runc vs crun, same bundle, same
-//! run, interleaved so machine noise hits all three alike. Run as root:
+//! run, interleaved so machine noise hits all three alike. Like with like:
+//! the bundle asks every runtime for a user namespace (hull-runtime makes
+//! its own ranges; runc and crun take the bundle's mappings) and carries the
+//! tests' Docker-like seccomp profile for all three. Versions are read from
+//! the binaries. A missing runtime fails the benchmark, naming it. Run as root:
 //! `cargo bench -p hull-runtime --bench lifecycle` (HULL_BENCH_N=iterations).
 //! Prints figures; asserts nothing (machines are noisy).
 
@@ -10,11 +14,20 @@ use std::process::Command;
 
 use std::time::Instant;
 
-fn which(name: &str) -> Option<String> {
-    ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| format!("{d}/{name}"))
-        .find(|p| std::path::Path::new(p).exists())
+/// The first line of `<bin> --version`.
+fn version(bin: &str) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("`{bin} --version` gave no version"))
 }
 
 fn step(bin: &str, root: &std::path::Path, extra_env: &[(&str, String)], args: &[&str]) {
@@ -41,9 +54,7 @@ fn step(bin: &str, root: &std::path::Path, extra_env: &[(&str, String)], args: &
 type Runtime = (&'static str, String, Vec<(&'static str, String)>);
 
 fn main() {
-    if !common::root_or_skip("lifecycle bench") {
-        return;
-    }
+    common::host_tier("lifecycle bench");
     if !common::pure_v2_view() {
         eprintln!("could not set up a pure cgroup v2 view; crun may refuse to run");
     }
@@ -52,7 +63,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let env = common::Env::new();
-    let b = env.bundle("b", &common::config(&["true"]));
+    let mut config = common::config(&["true"]);
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .insert(0, serde_json::json!({"type": "user"}));
+    let map = serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    config["linux"]["uidMappings"] = map.clone();
+    config["linux"]["gidMappings"] = map;
+    let b = env.bundle("b", &config);
     let bs = b.to_str().unwrap().to_string();
     let ids = env.dir.path().join("ids").display().to_string();
     let mut runtimes: Vec<Runtime> = vec![(
@@ -61,10 +80,8 @@ fn main() {
         vec![("HULL_GUARD", "none".into()), ("HULL_IDRANGES_DIR", ids)],
     )];
     for r in ["runc", "crun"] {
-        match which(r) {
-            Some(p) => runtimes.push((r, p, vec![])),
-            None => eprintln!("{r} not installed; skipped"),
-        }
+        let p = common::require_on_path("lifecycle bench", r, r);
+        runtimes.push((r, p.display().to_string(), vec![]));
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runtimes.len()];
     for i in 0..n + 2 {
@@ -93,9 +110,20 @@ fn main() {
             .unwrap_or(0)
     );
     let mut report = serde_json::Map::new();
-    for ((name, _, _), m) in runtimes.iter().zip(&meds) {
-        println!("  {name:14} {m:8.2} ms   hull/{name} = {:.2}", meds[0] / m);
-        report.insert(name.to_string(), serde_json::json!({"median_ms": m}));
+    for ((name, bin, _), m) in runtimes.iter().zip(&meds) {
+        let v = version(bin);
+        println!(
+            "  {name:14} {m:8.2} ms   hull/{name} = {:.2}   ({v})",
+            meds[0] / m
+        );
+        report.insert(
+            name.to_string(),
+            serde_json::json!({
+                "median_ms": m,
+                "version": v,
+                "bundle": "busybox `true`, user namespace, Docker-like seccomp profile",
+            }),
+        );
     }
     // For `cargo xtask bench`, which gathers every benchmark's figures.
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");

@@ -55,13 +55,8 @@ fn parse(out: &str) -> Seen {
 
 #[test]
 fn hull_and_crun_show_the_process_the_same_world() {
-    if !root_or_skip("differential vs crun") {
-        return;
-    }
-    if !std::path::Path::new("/usr/bin/crun").exists() {
-        eprintln!("\n!!! SKIPPED differential: crun not installed (apt-get install crun) !!!\n");
-        return;
-    }
+    host_tier("differential vs crun");
+    require_file("differential vs crun", "/usr/bin/crun", "crun");
     let env = Env::new();
     let mut c = config(&["sh", "-c", SCRIPT]);
     // crun on a hybrid host runs with its cgroup manager disabled; keep the

@@ -8,9 +8,7 @@ use serde_json::json;
 
 #[test]
 fn lifecycle_create_start_exec_pause_update_kill_delete() {
-    if !root_or_skip("lifecycle") {
-        return;
-    }
+    host_tier("lifecycle");
     let env = Env::new();
     let b = env.bundle("b", &config(&["sleep", "1000"]));
     let pidfile = env.dir.path().join("c.pid");
@@ -101,9 +99,7 @@ fn lifecycle_create_start_exec_pause_update_kill_delete() {
 
 #[test]
 fn concurrent_containers_get_distinct_exclusive_ranges() {
-    if !root_or_skip("distinct ranges") {
-        return;
-    }
+    host_tier("distinct ranges");
     let env = Env::new();
     let b = env.bundle("b", &config(&["sleep", "1000"]));
     let bs = b.to_str().unwrap();
@@ -158,9 +154,7 @@ fn concurrent_containers_get_distinct_exclusive_ranges() {
 
 #[test]
 fn files_are_root_owned_inside_and_stay_unshifted_on_disk() {
-    if !root_or_skip("id shifting") {
-        return;
-    }
+    host_tier("id shifting");
     let env = Env::new();
     let vol = env.dir.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
@@ -197,9 +191,7 @@ fn files_are_root_owned_inside_and_stay_unshifted_on_disk() {
 
 #[test]
 fn overlay_rootfs_is_rebuilt_on_idmapped_layers() {
-    if !root_or_skip("overlay rootfs") {
-        return;
-    }
+    host_tier("overlay rootfs");
     let env = Env::new();
     let d = env.dir.path();
     for s in ["lower", "upper", "work", "merged"] {
@@ -246,9 +238,7 @@ fn overlay_rootfs_is_rebuilt_on_idmapped_layers() {
 /// CAP_SYS_ADMIN in the container, initial mounts still cannot be changed.
 #[test]
 fn initial_mounts_are_locked_even_with_cap_sys_admin() {
-    if !root_or_skip("locked mounts") {
-        return;
-    }
+    host_tier("locked mounts");
     let env = Env::new();
     let vol = env.dir.path().join("rovol");
     std::fs::create_dir(&vol).unwrap();
@@ -309,9 +299,7 @@ fn initial_mounts_are_locked_even_with_cap_sys_admin() {
 
 #[test]
 fn privileged_is_confined_to_the_container() {
-    if !root_or_skip("privileged confinement") {
-        return;
-    }
+    host_tier("privileged confinement");
     let env = Env::new();
     let script = "\
         echo uidmap=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'); \
@@ -356,9 +344,7 @@ fn refused(env: &Env, id: &str, c: &serde_json::Value, needle: &str) {
 
 #[test]
 fn hostile_bundles_are_refused_with_clear_errors() {
-    if !root_or_skip("hostile bundles") {
-        return;
-    }
+    host_tier("hostile bundles");
     let env = Env::new();
     env.rootfs();
     // Symlinked rootfs (here: to the VM's root).
@@ -448,9 +434,7 @@ fn hostile_bundles_are_refused_with_clear_errors() {
 
 #[test]
 fn absolute_symlinks_in_targets_stay_inside_the_rootfs() {
-    if !root_or_skip("symlink confinement") {
-        return;
-    }
+    host_tier("symlink confinement");
     let env = Env::new();
     let outside = env.dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
@@ -478,9 +462,7 @@ fn absolute_symlinks_in_targets_stay_inside_the_rootfs() {
 
 #[test]
 fn no_fds_leak_into_the_container() {
-    if !root_or_skip("fd leaks") {
-        return;
-    }
+    host_tier("fd leaks");
     let env = Env::new();
     let b = env.bundle(
         "b",
@@ -495,9 +477,7 @@ fn no_fds_leak_into_the_container() {
 
 #[test]
 fn guard_is_required_by_default_and_fails_closed() {
-    if !root_or_skip("guard fail-closed") {
-        return;
-    }
+    host_tier("guard fail-closed");
     let mut env = Env::new();
     env.guard = "required";
     let b = env.bundle("b", &config(&["true"]));
@@ -521,9 +501,7 @@ fn guard_is_required_by_default_and_fails_closed() {
 /// calls then fail with ENOSYS instead of running unvetted.
 #[test]
 fn listener_goes_to_the_guard_and_trapped_calls_fail_when_it_is_gone() {
-    if !root_or_skip("guard handoff") {
-        return;
-    }
+    host_tier("guard handoff");
     use std::io::{BufRead, Write};
     use std::os::fd::AsRawFd;
     let mut env = Env::new();
@@ -609,9 +587,7 @@ fn listener_goes_to_the_guard_and_trapped_calls_fail_when_it_is_gone() {
 
 #[test]
 fn features_and_state_have_runc_shape() {
-    if !root_or_skip("features") {
-        return;
-    }
+    host_tier("features");
     let env = Env::new();
     let f: serde_json::Value = serde_json::from_str(&env.ok(&["features"])).unwrap();
     assert_eq!(f["linux"]["cgroup"]["v2"], true);
@@ -658,9 +634,7 @@ fn features_and_state_have_runc_shape() {
 /// ignored: the container still gets its own namespace and range.
 #[test]
 fn host_user_namespace_requests_are_ignored() {
-    if !root_or_skip("userns=host ignored") {
-        return;
-    }
+    host_tier("userns=host ignored");
     let env = Env::new();
     let mut c = config(&["sh", "-c", "echo map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'); echo id=$(id -u):$(id -g):$(id -G)"]);
     c["linux"]["namespaces"]
@@ -698,9 +672,7 @@ fn mount_over_dev(c: &mut serde_json::Value, vol: &std::path::Path) {
 
 #[test]
 fn a_volume_over_dev_gets_the_vms_own_nodes_and_its_content_is_kept() {
-    if !root_or_skip("volume over /dev") {
-        return;
-    }
+    host_tier("volume over /dev");
     let (env, vol, outside) = dev_volume_env();
     // What a hostile earlier container could leave in a shared volume
     // (CVE-2025-31133's shape): device names as symlinks and plain files.
@@ -732,9 +704,7 @@ fn a_volume_over_dev_gets_the_vms_own_nodes_and_its_content_is_kept() {
 
 #[test]
 fn a_dev_volume_rewritten_while_containers_start_never_redirects_a_device() {
-    if !root_or_skip("racing /dev volume") {
-        return;
-    }
+    host_tier("racing /dev volume");
     let (env, vol, outside) = dev_volume_env();
     // Another container sharing the volume, flipping device names between a
     // link out, a plain file and nothing, as fast as it can.
@@ -789,9 +759,7 @@ fn a_dev_volume_rewritten_while_containers_start_never_redirects_a_device() {
 /// show it: dockerd's init layer replaces /proc and /sys with directories.)
 #[test]
 fn symlinked_proc_or_sys_in_the_image_is_refused() {
-    if !root_or_skip("symlinked /proc") {
-        return;
-    }
+    host_tier("symlinked /proc");
     let env = Env::new();
     for (id, dir) in [("symproc", "proc"), ("symsys", "sys")] {
         let b = env.bundle(id, &config(&["true"]));
@@ -821,9 +789,7 @@ fn symlinked_proc_or_sys_in_the_image_is_refused() {
 /// naming the source and why; the same path without the link works.
 #[test]
 fn a_bind_source_reached_through_a_symlink_is_refused() {
-    if !root_or_skip("bind source symlink") {
-        return;
-    }
+    host_tier("bind source symlink");
     let env = Env::new();
     let vol = std::fs::canonicalize(env.dir.path()).unwrap().join("vol");
     std::fs::create_dir_all(vol.join("real")).unwrap();
@@ -875,9 +841,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// when it resumes).
 #[test]
 fn kill_all_signals_every_process_and_keeps_the_freezer_state() {
-    if !root_or_skip("kill --all") {
-        return;
-    }
+    host_tier("kill --all");
     let env = Env::new();
     // The init (a sleep that inherits TERM ignored) outlives the signal;
     // the other sleep, forked before the trap, dies of it.

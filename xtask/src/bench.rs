@@ -28,9 +28,14 @@ pub struct Args {
     /// Round trips per latency figure.
     #[arg(long, default_value_t = 300)]
     pub pings: u32,
-    /// Skip the host-tier benchmarks (runtime lifecycle, guard, gate).
+    /// Skip the host-tier benchmarks (runtime lifecycle, guard, gate); the
+    /// report then says so under "skipped".
     #[arg(long)]
     pub no_host: bool,
+    /// Skip the VM half (boots, channel, in-VM runtimes); the report then
+    /// says so under "skipped".
+    #[arg(long, conflicts_with = "kernel_options")]
+    pub no_vm: bool,
     /// Also run hull-runtime with --debug in the in-VM runtime benchmark and
     /// keep its stage timestamps (target/bench/runtime-trace.log).
     #[arg(long)]
@@ -88,37 +93,73 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let image = match &args.image {
-        Some(i) => i.clone(),
-        None => vm::image(&vm::ImageArgs::default())?,
-    };
     let vmargs = vmtest::Args::default();
     let accel = hull_qemu::accel::resolve(vmargs.accel).map_err(anyhow::Error::msg)?;
-    let sh = Shell::new()?;
-    let hull = vm::hull_bin(&sh)?;
-    let (metrics, kernel_table) = if args.kernel_options {
-        let (m, t) = kernel_options::run(
-            &hull,
-            &image,
-            args.reference_kernel.as_deref(),
-            args.rounds,
-            args.docker_runs,
-        )?;
-        (m, Some(t))
+    eprintln!(
+        "[bench] accelerator: {}",
+        hull_qemu::accel::describe(vmargs.accel).map_err(anyhow::Error::msg)?
+    );
+    // Every half that does not run says why in the report; nothing of an
+    // older run is left in its place.
+    let mut skipped = serde_json::Map::new();
+    let mut failed = Vec::new();
+    let mut metrics = Vec::new();
+    let mut kernel_table = None;
+    if args.no_vm {
+        skipped.insert("vm".into(), json!("--no-vm given"));
     } else {
-        let mut metrics = boot_metrics(args, &vmargs, &image)?;
-        metrics.extend(vm_metrics(args, &hull, &image)?);
-        if !args.no_host {
-            metrics.extend(host_metrics()?);
+        let r = (|| -> Result<()> {
+            let image = match &args.image {
+                Some(i) => i.clone(),
+                None => vm::image(&vm::ImageArgs::default())?,
+            };
+            let sh = Shell::new()?;
+            let hull = vm::hull_bin(&sh)?;
+            if args.kernel_options {
+                let (m, t) = kernel_options::run(
+                    &hull,
+                    &image,
+                    args.reference_kernel.as_deref(),
+                    args.rounds,
+                    args.docker_runs,
+                )?;
+                metrics.extend(m);
+                kernel_table = Some(t);
+            } else {
+                metrics.extend(boot_metrics(args, &vmargs, &image)?);
+                metrics.extend(vm_metrics(args, &hull, &image)?);
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            eprintln!("[bench] VM half FAILED: {e:#}");
+            skipped.insert("vm".into(), json!(format!("failed: {e:#}")));
+            failed.push("vm");
         }
-        (metrics, None)
-    };
+    }
+    if args.kernel_options {
+        skipped.insert(
+            "host".into(),
+            json!("--kernel-options measures the VM only"),
+        );
+    } else if args.no_host {
+        skipped.insert("host".into(), json!("--no-host given"));
+    } else {
+        let (m, why) = host_metrics();
+        metrics.extend(m);
+        for (part, why) in why {
+            eprintln!("[bench] host {part} FAILED: {why}");
+            skipped.insert(format!("host/{part}"), json!(format!("failed: {why}")));
+            failed.push("host");
+        }
+    }
     let (machine, date) = (machine(), date());
     let mut report = json!({
         "machine": machine,
         "accel": accel.as_str(),
         "date": date,
         "metrics": metrics,
+        "skipped": skipped,
     });
     if let Some(t) = kernel_table {
         report["kernel_options"] = t;
@@ -135,6 +176,15 @@ pub fn run(args: &Args) -> Result<()> {
         "[bench] wrote {} and report.svg",
         out.join("report.json").display()
     );
+    for (half, why) in &skipped {
+        eprintln!(
+            "[bench] NOT MEASURED {half}: {}",
+            why.as_str().unwrap_or_default()
+        );
+    }
+    if !failed.is_empty() {
+        bail!("benchmark half failed: {}", failed.join(", "));
+    }
     Ok(())
 }
 
@@ -324,61 +374,101 @@ fn ping_metrics(vm: &Vm, count: u32) -> Result<Vec<Metric>> {
     ])
 }
 
+/// Turns one host benchmark's JSON into report lines.
+type Lines = fn(&serde_json::Value, &mut Vec<Metric>) -> Result<()>;
+
 /// The host-tier benchmarks of the runtime, the guard and the gate (run as
-/// root on this machine), read back from the JSON each one writes.
-fn host_metrics() -> Result<Vec<Metric>> {
-    let sh = Shell::new()?;
-    let _dir = sh.push_dir(paths::workspace());
-    xshell::cmd!(sh, "cargo bench -q -p hull-runtime --bench lifecycle").run()?;
-    xshell::cmd!(sh, "cargo bench -q -p hull-guard --bench guard").run()?;
-    xshell::cmd!(sh, "cargo bench -q -p hull-gate --bench overhead").run()?;
-    let read = |f: &str| -> Result<serde_json::Value> {
-        let p = paths::target().join("bench").join(f);
-        Ok(serde_json::from_str(
-            &std::fs::read_to_string(&p).with_context(|| p.display().to_string())?,
-        )?)
-    };
+/// root on this machine), read back from the JSON each one writes. Each
+/// file is removed first, so a benchmark that fails can never leave an
+/// older figure to be read; a part that fails is returned with why.
+fn host_metrics() -> (Vec<Metric>, Vec<(&'static str, String)>) {
     let mut m = Vec::new();
-    let life = read("runtime-lifecycle.json")?;
-    let hull = life["hull-runtime"]["median_ms"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    for (name, goal) in [("runc", "faster"), ("crun", "within 1.2x")] {
-        if let Some(r) = life[name]["median_ms"].as_f64() {
-            m.push(metric(
-                &format!("host: container create+start+delete, hull-runtime vs {name} (median)"),
-                "ms",
-                hull,
-                Some((name, r)),
-                &format!("{:.2}x (goal: {goal})", hull / r),
-            ));
+    let mut failed = Vec::new();
+    let parts: [(&str, &str, &str, Lines); 3] = [
+        ("runtime", "hull-runtime", "lifecycle", lifecycle_lines),
+        ("guard", "hull-guard", "guard", guard_lines),
+        ("gate", "hull-gate", "overhead", gate_lines),
+    ];
+    let files = ["runtime-lifecycle.json", "guard.json", "gate-overhead.json"];
+    for ((part, package, bench, lines), file) in parts.into_iter().zip(files) {
+        let p = paths::target().join("bench").join(file);
+        let _ = std::fs::remove_file(&p);
+        let r = (|| -> Result<()> {
+            let sh = Shell::new()?;
+            let _dir = sh.push_dir(paths::workspace());
+            xshell::cmd!(sh, "cargo bench -q -p {package} --bench {bench}").run()?;
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| {
+                    format!("{} (the benchmark wrote no report)", p.display())
+                })?)?;
+            lines(&v, &mut m)
+        })();
+        if let Err(e) = r {
+            failed.push((part, format!("{e:#}")));
         }
     }
-    let g = read("guard.json")?;
+    (m, failed)
+}
+
+fn lifecycle_lines(life: &serde_json::Value, m: &mut Vec<Metric>) -> Result<()> {
+    let hull = life["hull-runtime"]["median_ms"]
+        .as_f64()
+        .context("no hull-runtime figure")?;
+    let bundle = life["hull-runtime"]["bundle"].as_str().unwrap_or("?");
+    let hull_version = life["hull-runtime"]["version"].as_str().unwrap_or("?");
+    for (name, goal) in [("runc", "faster"), ("crun", "within 1.2x")] {
+        let r = life[name]["median_ms"]
+            .as_f64()
+            .with_context(|| format!("no {name} figure"))?;
+        let version = life[name]["version"].as_str().unwrap_or("?");
+        m.push(metric(
+            &format!("host: container create+start+delete, {hull_version} --guard none vs {version} (median; {bundle})"),
+            "ms",
+            hull,
+            Some((version, r)),
+            &format!("{:.2}x (goal: {goal})", hull / r),
+        ));
+    }
+    Ok(())
+}
+
+fn guard_lines(g: &serde_json::Value, m: &mut Vec<Metric>) -> Result<()> {
+    let side = |k: &str| g[k].as_str().unwrap_or("?").to_string();
+    let (trapped, untrapped) = (side("trapped"), side("untrapped"));
+    let num = |a: &str, b: &str| {
+        g[a][b]
+            .as_f64()
+            .with_context(|| format!("guard.json has no {a}.{b}"))
+    };
     let (t, u) = (
-        g["mount_pair_ns"]["trapped"].as_f64().unwrap_or(f64::NAN),
-        g["mount_pair_ns"]["untrapped"].as_f64().unwrap_or(f64::NAN),
+        num("mount_pair_ns", "trapped")?,
+        num("mount_pair_ns", "untrapped")?,
     );
     m.push(metric(
-        "host: tmpfs mount+umount pair, trapped by hull-guard vs untrapped",
+        &format!("host: tmpfs mount+umount pair in a container; hull side: {trapped}; reference: {untrapped}"),
         "us",
         t / 1000.0,
-        Some(("untrapped", u / 1000.0)),
+        Some(("--guard none", u / 1000.0)),
         &format!("{:.2}x (goal: 1.3x)", t / u),
     ));
-    let (t, u) = (
-        g["getpid_ns"]["trapped"].as_f64().unwrap_or(f64::NAN),
-        g["getpid_ns"]["untrapped"].as_f64().unwrap_or(f64::NAN),
-    );
+    let (t, u) = (num("getpid_ns", "trapped")?, num("getpid_ns", "untrapped")?);
     m.push(metric(
-        "host: getpid under the trapping filter vs without",
+        "host: getpid in a container under the guard's trapping filter (--guard required) vs --guard none",
         "ns",
         t,
-        Some(("untrapped", u)),
+        Some(("--guard none", u)),
         &format!("{:.2}x (goal: unchanged)", t / u),
     ));
-    let gate = read("gate-overhead.json")?;
-    for f in gate
+    Ok(())
+}
+
+fn gate_lines(gate: &serde_json::Value, m: &mut Vec<Metric>) -> Result<()> {
+    if let Some(why) = gate["sides"]["dockerd"]["skipped"].as_str() {
+        bail!("the dockerd half did not run: {why}");
+    }
+    let side = gate["sides"]["dockerd"].as_str().unwrap_or("?");
+    let mut n = 0;
+    for f in gate["figures"]
         .as_array()
         .into_iter()
         .flatten()
@@ -390,14 +480,18 @@ fn host_metrics() -> Result<Vec<Metric>> {
             f["direct_p50_ms"].as_f64().unwrap_or(f64::NAN),
         );
         m.push(metric(
-            &format!("host: {name} through hull-gate vs dockerd's socket (p50)"),
+            &format!("host: {name} through hull-gate vs dockerd's socket (p50; {side})"),
             "ms",
             gp,
             Some(("dockerd socket", dp)),
             &format!("added {:.3} ms (goal: 0.5 ms)", gp - dp),
         ));
+        n += 1;
     }
-    Ok(m)
+    if n == 0 {
+        bail!("gate-overhead.json has no dockerd figures");
+    }
+    Ok(())
 }
 
 /// Container create to delete in the VM: hull-runtime vs Debian's runc and
@@ -426,20 +520,28 @@ fn runtime_metrics(vm: &Vm, trace: bool) -> Result<Vec<Metric>> {
         );
     }
     let med = |k: &str| v[k]["median_ms"].as_f64().unwrap_or(f64::NAN);
+    // Versions as the binaries in the VM report them (never written here).
+    let ver = |k: &str| {
+        v[k]["version"]
+            .as_str()
+            .map_or_else(|| format!("{k} (version not reported)"), str::to_string)
+    };
+    let bundle = v["hull"]["bundle"].as_str().unwrap_or("same bundle");
     let (hull, runc, crun) = (med("hull"), med("runc"), med("crun"));
+    let hull_v = ver("hull");
     Ok(vec![
         metric(
-            "container create+start+delete in the VM, hull-runtime vs runc (median)",
+            &format!("container create+start+delete in the VM, {hull_v} (guarded) vs {} (median; {bundle})", ver("runc")),
             "ms",
             hull,
-            Some(("runc 1.1.15", runc)),
+            Some((&ver("runc"), runc)),
             &format!("{:.2}x of runc (goal: faster)", hull / runc),
         ),
         metric(
-            "container create+start+delete in the VM, hull-runtime vs crun (median)",
+            &format!("container create+start+delete in the VM, {hull_v} (guarded) vs {} (median; {bundle})", ver("crun")),
             "ms",
             hull,
-            Some(("crun 1.21", crun)),
+            Some((&ver("crun"), crun)),
             &format!("{:.2}x of crun (goal: within 1.2x)", hull / crun),
         ),
         metric(

@@ -32,11 +32,16 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "crun",
     "runc",
+    // the guard's tests compile static C helpers (cc -static)
+    "gcc",
+    "libc6-dev",
     // host-tier tests of the runtime and gate drive a real (bookworm) dockerd
     // on this machine; a local registry gives images real repo digests
     "docker.io",
+    "containerd",
     "docker-registry",
     "util-linux",
+    "iproute2",
     // VM-tier tests drive the VM as a user would
     "curl",
     "socat",
@@ -50,7 +55,50 @@ pub fn run() -> Result<()> {
     rust_components(&sh)?;
     cargo_fuzz(&sh)?;
     docker_cli(&sh)?;
+    tools()?;
     eprintln!("[deps] all present");
+    Ok(())
+}
+
+/// What the host-tier tests run, by the path or name they look for, and the
+/// package that provides it. dpkg may call a package installed while its
+/// file is gone; the tests would then fail one by one, so say it here once.
+const TOOLS: &[(&str, &str)] = &[
+    ("/bin/busybox", "busybox-static"),
+    ("/usr/sbin/dockerd", "docker.io"),
+    ("docker", "docker.io"),
+    ("containerd", "containerd"),
+    ("containerd-shim-runc-v2", "containerd"),
+    ("runc", "runc"),
+    ("/usr/bin/crun", "crun"),
+    ("docker-registry", "docker-registry"),
+    ("cc", "gcc"),
+    ("unshare", "util-linux"),
+    ("ip", "iproute2"),
+];
+
+fn tools() -> Result<()> {
+    let on_path = |n: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).is_file()))
+    };
+    let missing: Vec<String> = TOOLS
+        .iter()
+        .filter(|(t, _)| {
+            if t.starts_with('/') {
+                !std::path::Path::new(t).exists()
+            } else {
+                !on_path(t)
+            }
+        })
+        .map(|(t, p)| format!("{t} (package {p})"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing though their packages are installed: {}; `apt-get install --reinstall` them",
+            missing.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -152,7 +200,7 @@ fn docker_cli(sh: &Shell) -> Result<()> {
     match v {
         Ok(v) if v.starts_with("Docker version") => Ok(()),
         _ => bail!(
-            "the docker CLI is missing: install docker-ce-cli (client only) or Debian's docker-cli"
+            "the docker CLI is missing from PATH: Debian's docker.io (installed above) puts it at /usr/bin/docker; is PATH missing /usr/bin?"
         ),
     }
 }

@@ -4,8 +4,8 @@
 //! settings of the test's choosing, listening on plain unix sockets.
 //!
 //! Needs root, dockerd, the docker CLI and busybox-static; without them
-//! [`Env::start`] returns `None` after printing why (the test passes
-//! vacuously, loudly).
+//! [`Env::start`] fails the test naming what is missing (a test that passes
+//! without running proves nothing).
 
 #![allow(dead_code)]
 
@@ -16,8 +16,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hull_policy::{CommandList, CommandName, Effective, ImagePattern, ListType};
-
-pub const DOCKER_CLI: &str = "/usr/local/bin/docker";
 
 fn which(name: &str) -> Option<PathBuf> {
     if name.starts_with('/') {
@@ -30,20 +28,32 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// Why the host tier cannot run here, if it cannot.
+/// The docker CLI the tests drive: the first `docker` on PATH.
+pub fn docker_cli() -> PathBuf {
+    which("docker").expect("docker_cli() after missing_prerequisite()")
+}
+
+/// Why the host tier cannot run here, if it cannot: the missing piece and
+/// the Debian package that provides it.
 pub fn missing_prerequisite(registry: bool) -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not running as root".into());
     }
-    let mut need = vec!["dockerd", "containerd", "runc", "/bin/busybox", DOCKER_CLI];
+    let mut need = vec![
+        ("dockerd", "docker.io"),
+        ("containerd", "containerd"),
+        ("runc", "runc"),
+        ("/bin/busybox", "busybox-static"),
+        ("docker", "docker.io (the docker CLI)"),
+    ];
     if registry {
-        need.push("docker-registry");
+        need.push(("docker-registry", "docker-registry"));
     }
-    for n in need {
+    for (n, package) in need {
         if which(n).is_none() {
             return Some(format!(
-                "{n} not found (apt-get install docker.io busybox-static docker-registry)"
+                "{n} not found on PATH (Debian package {package}); run `cargo xtask deps`"
             ));
         }
     }
@@ -218,15 +228,14 @@ fn free_port() -> u16 {
 }
 
 impl Env {
-    /// Starts a private dockerd (and registry if asked), or explains why
-    /// not and returns `None`.
-    pub fn start(test: &str, registry: bool) -> Option<Env> {
+    /// Starts a private dockerd (and registry if asked); fails the test,
+    /// naming what is missing, when this machine cannot.
+    pub fn start(test: &str, registry: bool) -> Env {
         if let Some(why) = missing_prerequisite(registry) {
-            eprintln!(
-                "SKIPPED {test}: host-tier test needs root, docker.io, busybox-static{}: {why}",
+            panic!(
+                "{test}: host-tier test needs root, docker.io, busybox-static{}: {why}",
                 if registry { ", docker-registry" } else { "" }
             );
-            return None;
         }
         let dir = tempfile::Builder::new()
             .prefix(&format!("hgt-{test}-"))
@@ -311,7 +320,7 @@ impl Env {
             env.registry_port = Some(port);
         }
         env.import_busybox("busybox:latest", &[]);
-        Some(env)
+        env
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -330,7 +339,7 @@ impl Env {
     }
 
     pub fn docker_at_stdin(&self, host: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut cmd = Command::new(DOCKER_CLI);
+        let mut cmd = Command::new(docker_cli());
         cmd.args(args)
             .env("DOCKER_HOST", format!("unix://{}", host.display()))
             .env("DOCKER_CONFIG", self.docker_config())

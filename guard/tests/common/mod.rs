@@ -58,21 +58,35 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     dir.join(bin)
 }
 
-/// Host-tier tests need root (namespaces, mounts, cgroups). Without it they
-/// pass vacuously but say so loudly.
-pub fn root_or_skip(test: &str) -> bool {
+/// Host-tier tests need root (namespaces, mounts, cgroups) and a static
+/// busybox for their bundles. Without either the test FAILS naming what is
+/// missing: a test that passes without running proves nothing.
+pub fn host_tier(test: &str) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("\n!!! SKIPPED {test}: host-tier runtime tests need root (run `sudo cargo test -p hull-runtime`) !!!\n");
-        return false;
+        panic!("{test}: host-tier test needs root (run it as root, e.g. `sudo cargo test`, or `cargo xtask test`)");
     }
-    if !Path::new("/bin/busybox").exists() {
-        eprintln!(
-            "\n!!! SKIPPED {test}: /bin/busybox missing (apt-get install busybox-static) !!!\n"
-        );
-        return false;
+    require_file(test, "/bin/busybox", "busybox-static");
+}
+
+/// Fails the test unless `path` exists, naming the Debian package that provides it.
+pub fn require_file(test: &str, path: &str, package: &str) {
+    if !Path::new(path).exists() {
+        panic!("{test}: {path} is missing (Debian package {package}); run `cargo xtask deps`");
     }
-    true
+}
+
+/// The first `name` on PATH; fails the test, naming the Debian package, if none.
+pub fn require_on_path(test: &str, name: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("{test}: `{name}` is not on PATH (Debian package {package}); run `cargo xtask deps`")
+        })
 }
 
 pub struct Env {
@@ -519,7 +533,12 @@ pub fn run_cmd(mut c: Command, dir: &Path) -> Output {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let (o, e) = (dir.join(format!("out.{n}")), dir.join(format!("err.{n}")));
-    c.stdin(Stdio::null());
+    // stdin is an empty file of the test, never the host's /dev/null: crun
+    // in a user namespace fchowns its stdio to the container's root, and
+    // would hand the machine's /dev/null to an unprivileged id.
+    let i = dir.join(format!("in.{n}"));
+    std::fs::write(&i, b"").unwrap();
+    c.stdin(std::fs::File::open(&i).unwrap());
     c.stdout(std::fs::File::create(&o).unwrap());
     c.stderr(std::fs::File::create(&e).unwrap());
     let status = c.status().expect("spawn hull-runtime");
@@ -681,18 +700,25 @@ impl Drop for Guard {
     }
 }
 
-/// Compile a static C helper from tests/helpers into `dir` (None: no C
-/// compiler here; the caller skips loudly).
-pub fn c_helper(name: &str, dir: &Path) -> Option<PathBuf> {
+/// Compile a static C helper from tests/helpers into `dir`; fails the
+/// caller, naming the compiler and its output, when that cannot be done.
+pub fn c_helper(name: &str, dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/helpers")
         .join(format!("{name}.c"));
     let out = dir.join(name);
-    let st = Command::new("cc")
+    let o = Command::new("cc")
         .args(["-static", "-O2", "-pthread", "-o"])
         .arg(&out)
         .arg(&src)
-        .status()
-        .ok()?;
-    st.success().then_some(out)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("no C compiler `cc` for tests/helpers/{name}.c ({e}): Debian packages gcc and libc6-dev; run `cargo xtask deps`")
+        });
+    assert!(
+        o.status.success(),
+        "cc -static tests/helpers/{name}.c failed (Debian packages gcc, libc6-dev): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
 }

@@ -1,6 +1,12 @@
 //! In-VM benchmark: create+start+wait+delete of one tiny container with
 //! hull-runtime and the reference runtimes (Debian's runc and crun), same
-//! bundle, same boot, interleaved so noise hits all alike. Started by
+//! bundle, same boot, interleaved so noise hits all alike. Like with like:
+//! the bundle asks every runtime for a user namespace (hull-runtime makes
+//! one for every container anyway, with ranges of its own) and carries
+//! one seccomp profile of hull's shape (allow by default, hull's deny list
+//! as errno rules), which hull-runtime composes with its own deny list and
+//! the others install as given. Each runtime's version is read from its
+//! binary (`--version`), never written here. Started by
 //! hull-init's control port for `cargo xtask bench`; prints one JSON object.
 //! Measures only; decides nothing.
 
@@ -73,13 +79,53 @@ fn bundle(dir: &Path, payload: &Path) -> Result<()> {
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
         ],
         "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "cgroup"}],
+            "namespaces": [{"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "cgroup"}],
+            // For runc and crun; hull-runtime allocates its own ranges.
+            "uidMappings": [{"containerID": 0, "hostID": 300000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 300000, "size": 65536}],
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list"],
-            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+            "seccomp": seccomp_profile()
         }
     });
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    std::fs::write(dir.join("stdin"), b"")?;
     Ok(())
+}
+
+/// hull's seccomp shape: allow by default, its deny list as errno rules.
+fn seccomp_profile() -> serde_json::Value {
+    use hull_runtime::seccomp::{DENY_ENOSYS, DENY_LIST};
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": DENY_LIST, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM},
+            {"names": DENY_ENOSYS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}
+        ]
+    })
+}
+
+/// The first line of `<bin> --version`, or why it could not be read.
+fn version(bin: &Path) -> String {
+    match Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        Ok(o) => format!(
+            "unknown ({} --version: {})",
+            bin.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("unknown ({}: {e})", bin.display()),
+    }
 }
 
 /// Runs one runtime command; its stderr (the log of a `--debug` runtime).
@@ -90,8 +136,10 @@ fn step(rt: &Rt, state: &Path, args: &[&str], bundle: &Path) -> Result<String> {
         .arg(state)
         .args(args)
         .current_dir(bundle)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // Files of the bench, never /dev/null: crun in a user namespace
+        // fchowns its stdio to the container's root.
+        .stdin(std::fs::File::open(bundle.join("stdin")).context("bench stdin")?)
+        .stdout(std::fs::File::create(bundle.join("stdout")).context("bench stdout")?)
         .stderr(Stdio::piped())
         .output()
         .with_context(|| format!("starting {}", rt.bin.display()))?;
@@ -107,10 +155,16 @@ fn step(rt: &Rt, state: &Path, args: &[&str], bundle: &Path) -> Result<String> {
 
 fn main() -> Result<()> {
     let (n, payload, rts) = parse_args()?;
-    let work = PathBuf::from("/run/hull/bench-runtime");
+    // Not under /run/hull (0700): runc's and crun's container root is an
+    // unprivileged id of the user namespace and must be able to reach the
+    // rootfs (hull-runtime shifts ids itself).
+    let work = PathBuf::from("/run/hull-bench-runtime");
     let _ = std::fs::remove_dir_all(&work);
     let b = work.join("bundle");
     std::fs::create_dir_all(&b)?;
+    for d in [&work, &b] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
     bundle(&b, &payload)?;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
     let mut last_log: Vec<String> = vec![String::new(); rts.len()];
@@ -137,7 +191,13 @@ fn main() -> Result<()> {
     for ((rt, mut s), log) in rts.iter().zip(samples).zip(last_log) {
         s.sort_by(|a, b| a.total_cmp(b));
         let median = s[s.len() / 2];
-        let mut v = json!({"median_ms": median, "samples_ms": s});
+        let mut v = json!({
+            "median_ms": median,
+            "samples_ms": s,
+            "version": version(&rt.bin),
+            "args": rt.args,
+            "bundle": "user namespace, hull's seccomp shape (allow + deny list), read-only rootfs, /proc and /dev",
+        });
         if !log.is_empty() {
             // What a --debug runtime logged in the last round (stage timestamps).
             v["last_log"] = json!(log.chars().take(16 * 1024).collect::<String>());

@@ -258,6 +258,10 @@ pub fn run(args: &Args) -> Result<()> {
             image.display()
         );
     }
+    eprintln!(
+        "[vm-test] accelerator: {}",
+        hull_qemu::accel::describe(args.accel).map_err(anyhow::Error::msg)?
+    );
     let sh = Shell::new()?;
     let hull = build::hull_bin(&sh)?;
     // A comma separates alternatives: `--filter escape/,eci/8`.
@@ -286,6 +290,7 @@ pub fn run(args: &Args) -> Result<()> {
         up.extend(["--machine", machine.as_str()]);
         let t = Instant::now();
         let mut vm = Vm::new(&hull, &image, &up)?;
+        vm.vars.insert("suite".into(), suite.name.to_string());
         let _keep = match suite.setup.map(|f| f(&mut vm, &work)) {
             Some(Err(e)) => {
                 report(
@@ -354,6 +359,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&work);
     eprintln!("[vm-test] finished in {:.0}s", t0.elapsed().as_secs_f64());
+    for r in vm::retries() {
+        eprintln!("[vm-test] RETRIED hull up in suite {r}");
+    }
     if !failed.is_empty() {
         bail!(
             "{} VM scenario(s) failed:\n  {}",

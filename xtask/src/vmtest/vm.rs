@@ -63,6 +63,14 @@ impl std::fmt::Display for Run {
     }
 }
 
+/// Every retried `hull up` of this process: (suite: why, outcome).
+static RETRIES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The retried `hull up`s so far, for the vm-test summary.
+pub fn retries() -> Vec<String> {
+    RETRIES.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
 pub struct Vm {
     pub home: PathBuf,
     pub hull: PathBuf,
@@ -133,7 +141,21 @@ impl Vm {
                 self.diagnostics()
             );
             let _ = self.hull_cmd(&["down", "--force"]);
+            let first = r.to_string();
             r = self.hull_cmd(&args)?;
+            // For the summary at the end: a retry must not hide in the log.
+            let suite = self.vars.get("suite").map_or("?", String::as_str);
+            let why: String = first.replace('\n', " ").chars().take(300).collect();
+            let outcome = if r.ok() {
+                "the retry came up"
+            } else {
+                "the retry failed too"
+            };
+            if let Ok(mut v) = RETRIES.lock() {
+                v.push(format!(
+                    "{suite}: first `hull up` failed ({why}); {outcome}"
+                ));
+            }
         }
         if !r.ok() {
             bail!("hull up failed twice: {r}\n{}", self.diagnostics());
