@@ -10,6 +10,7 @@ mod repro;
 mod testing;
 mod vm;
 mod vmtest;
+mod weaken;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,6 +40,9 @@ enum Task {
     VmTest(vmtest::Args),
     /// Run the benchmarks and write target/bench/report.json and report.svg.
     Bench(bench::Args),
+    /// Build every weakened variant (one wall removed each), run the security
+    /// scenarios on it, and write docs/walls.json and docs/security.md's table.
+    Walls(weaken::WallsArgs),
     /// Run a cargo-fuzz target (e.g. `cargo xtask fuzz channel decoder --seconds 600`).
     Fuzz(fuzz::Args),
 }
@@ -66,5 +70,6 @@ fn run(cli: Cli) -> Result<()> {
         Task::VmTest(a) => vmtest::run(&a),
         Task::Bench(a) => bench::run(&a),
         Task::Fuzz(a) => fuzz::run(&a),
+        Task::Walls(a) => weaken::walls(&a),
     }
 }

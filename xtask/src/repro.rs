@@ -15,7 +15,7 @@ pub fn check() -> Result<()> {
             out: Some(base.join(n)),
             fresh_rootfs: true,
             no_deps: true,
-            weakened: false,
+            weaken: None,
         })?;
         let text = std::fs::read_to_string(out.join("image.json"))?;
         let v: serde_json::Value = serde_json::from_str(&text)?;

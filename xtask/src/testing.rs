@@ -29,7 +29,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let image = vm::image(&vm::ImageArgs {
         no_deps: true,
-        weakened: false,
+        weaken: None,
         ..Default::default()
     })?;
     if !args.no_repro {
@@ -40,6 +40,7 @@ pub fn run(args: &Args) -> Result<()> {
             image: Some(image),
             ..Default::default()
         })?;
+        crate::weaken::ci()?;
     }
     eprintln!("[test] all tiers passed");
     Ok(())
