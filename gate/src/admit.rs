@@ -148,6 +148,15 @@ async fn decide(
             .map(Admission::Answer);
     }
 
+    if cfg!(feature = "weaken-gate") {
+        // The gate-bypassed build (`cargo xtask vm-test --weaken gate`,
+        // never shipped): the request goes to dockerd unchecked.
+        let body = body.take().ok_or_else(|| bad("hull: request body gone"))?;
+        return Ok(Admission::Forward {
+            req: forwardable(parts, body),
+            socket: None,
+        });
+    }
     let ep = classify(&ApiRequest {
         method,
         target,

@@ -7,15 +7,36 @@ pub const DAEMON_JSON: &str = "/run/hull/daemon.json";
 /// fail-closed default holds (`--guard required`: no hull-guard, no
 /// container). containerd's shim gives the runtime a clean environment, so
 /// any setting would have to be an argument here.
-#[cfg(not(feature = "weakened-no-guard"))]
+#[cfg(not(feature = "weaken-guard"))]
 pub const RUNTIME_ARGS: &[&str] = &[];
-/// The deliberately weakened build (`cargo xtask image --weakened`): the
-/// mount family is not trapped, so the escape suite can show what the guard
+/// The guard-off build (`cargo xtask vm-test --weaken guard`): the mount
+/// family is not trapped, so the escape suite can show what the guard
 /// stops. Never shipped.
-#[cfg(feature = "weakened-no-guard")]
+#[cfg(feature = "weaken-guard")]
 pub const RUNTIME_ARGS: &[&str] = &["--guard", "none"];
-/// Whether this init belongs to the weakened build (reported in `status`).
-pub const WEAKENED: bool = cfg!(feature = "weakened-no-guard");
+
+/// The wall this build removed, if it is a weakened build (logged at boot,
+/// reported in `status` as `weakened`). Exactly one `weaken-*` feature is
+/// enabled by `cargo xtask`; `None` for every build that may ship.
+pub const WEAKENED: Option<&str> = weakened();
+
+const fn weakened() -> Option<&'static str> {
+    if cfg!(feature = "weaken-guard") {
+        Some("guard")
+    } else if cfg!(feature = "weaken-userns") {
+        Some("userns")
+    } else if cfg!(feature = "weaken-gate") {
+        Some("gate")
+    } else if cfg!(feature = "weaken-kernel-locks") {
+        Some("kernel-locks")
+    } else if cfg!(feature = "weaken-nodev") {
+        Some("nodev")
+    } else if cfg!(feature = "weaken-settings-lock") {
+        Some("settings-lock")
+    } else {
+        None
+    }
+}
 /// The user's Docker Engine settings from the host (checked again here).
 pub const USER_FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/dev.hull/engine/raw";
 /// dockerd's own socket: inside the root-only /run/hull, reachable by the gate only.

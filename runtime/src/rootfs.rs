@@ -229,7 +229,11 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         safepath::placeholder(dev.as_fd(), c"console", ids).ctx(|| "create /dev/console")?;
     }
     emulate(ctx, root.as_fd(), &mut record)?;
-    masks(ctx, root.as_fd(), &mut record)?;
+    // The kernel-locks-off build (`--weaken kernel-locks`, never shipped)
+    // makes them later, inside the user namespace: see `masks_unlocked`.
+    if !cfg!(feature = "weaken-kernel-locks") {
+        masks(ctx, root.as_fd(), &mut record)?;
+    }
     if ctx.readonly {
         // Last, so mount targets could still be created in the image; the
         // flag is locked with the rest when the container enters its userns.
@@ -318,7 +322,11 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
             nix::unistd::chdir(scratch).ctx(|| "chdir scratch")?;
             // nodev: device nodes shipped in an image (unpacked by dockerd
             // as the VM's root) must never open as the VM's devices.
-            let flags = MsFlags::MS_NODEV;
+            let flags = if cfg!(feature = "weaken-nodev") {
+                MsFlags::empty()
+            } else {
+                MsFlags::MS_NODEV
+            };
             // Relative layer paths keep the option string short (many layers).
             // overlayfs keeps the mounter's credentials for copy-up and its
             // workdir; through idmapped layers the VM's uid 0 has no mapping
@@ -775,6 +783,26 @@ fn masks(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) ->
         });
     }
     Ok(())
+}
+
+/// The kernel-locks-off build (`cargo xtask vm-test --weaken kernel-locks`,
+/// never shipped): the masks and read-only paths are made after the mount
+/// builder entered the container's user namespace and its own mount
+/// namespace, so they are ordinary mounts of that namespace, not locked by
+/// the kernel. Ids are the container's own here (its root is 0).
+#[cfg(feature = "weaken-kernel-locks")]
+pub fn masks_unlocked(ctx: &Ctx<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
+    let root = open_host(Path::new("/"))?;
+    let inner = Ctx {
+        ids: IdRange {
+            start: 0,
+            len: ctx.ids.len,
+        },
+        masked: ctx.masked.clone(),
+        readonly_paths: ctx.readonly_paths.clone(),
+        ..*ctx
+    };
+    masks(&inner, root.as_fd(), record)
 }
 
 /// Make the built tree the root (pivot_root, never chroot: a chroot leaves the

@@ -14,7 +14,12 @@ pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
 
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+#[cfg(not(feature = "weaken-nodev"))]
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// The nodev-off build (`cargo xtask vm-test --weaken nodev`, never
+/// shipped): every "nodev" the runtime sets or parses sets nothing.
+#[cfg(feature = "weaken-nodev")]
+pub const MOUNT_ATTR_NODEV: u64 = 0;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 pub const MOUNT_ATTR__ATIME: u64 = 0x70;
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;

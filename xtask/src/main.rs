@@ -10,6 +10,7 @@ mod repro;
 mod testing;
 mod vm;
 mod vmtest;
+mod weaken;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -42,6 +43,9 @@ enum Task {
     /// Check that two builds give the same bytes: hull's binaries and the image
     /// (`--full`: also the kernel, twice from scratch).
     Repro(repro::Args),
+    /// Build every weakened variant (one wall removed each), run the security
+    /// scenarios on it, and write docs/walls.json and docs/security.md's table.
+    Walls(weaken::WallsArgs),
     /// Run every cargo-fuzz target, or one, from its committed seeds (e.g. `cargo xtask fuzz --seconds 600 framed`).
     Fuzz(fuzz::Args),
 }
@@ -70,5 +74,6 @@ fn run(cli: Cli) -> Result<()> {
         Task::Bench(a) => bench::run(&a),
         Task::Repro(a) => repro::run(&a),
         Task::Fuzz(a) => fuzz::run(&a),
+        Task::Walls(a) => weaken::walls(&a),
     }
 }

@@ -207,7 +207,7 @@ pub fn check() -> Result<()> {
     let start = Instant::now();
     copy_sources(&sh, &ws, &b_src)?;
     eprintln!("[repro] binaries: second build from {}", b_src.display());
-    let b_bins = vm::build_vm_binaries_at(&sh, &b_src, &b_src.join("target"), false)?;
+    let b_bins = vm::build_vm_binaries_at(&sh, &b_src, &b_src.join("target"), None)?;
     let secs = start.elapsed().as_secs();
     let (da, db) = (digests(&a_bins)?, digests(&b_bins)?);
     for (name, d) in &da {

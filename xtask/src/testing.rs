@@ -18,7 +18,7 @@ use crate::{deps, paths, vm, vmtest};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// Leave a tier out (repeatable): lint, unit, fuzz, host, repro, vm. The run
+    /// Leave a tier out (repeatable): lint, unit, fuzz, host, repro, vm, weaken. The run
     /// then ends naming what did not run, and fails under CI.
     #[arg(long = "skip", value_name = "TIER", value_parser = tier_name)]
     pub skip: Vec<String>,
@@ -72,6 +72,12 @@ pub const TIERS: &[Tier] = &[
         needs_root: true,
         run: vm_tier,
     },
+    Tier {
+        name: "weaken",
+        what: "the guard-off variant must fail the escape scenarios the guard carries (docs/walls.json)",
+        needs_root: true,
+        run: weaken,
+    },
 ];
 
 /// What the tiers share: the workspace shell and the image, built once by
@@ -93,7 +99,7 @@ impl Ctx {
         }
         let i = vm::image(&vm::ImageArgs {
             no_deps: true,
-            weakened: false,
+            weaken: None,
             ..Default::default()
         })?;
         Ok(self.image.get_or_init(|| i).clone())
@@ -216,4 +222,8 @@ fn vm_tier(ctx: &Ctx) -> Result<()> {
         image: Some(ctx.image()?),
         ..Default::default()
     })
+}
+
+fn weaken(_ctx: &Ctx) -> Result<()> {
+    crate::weaken::ci()
 }

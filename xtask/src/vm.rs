@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::weaken::Wall;
 use crate::{deps, kernel, paths};
 
 #[derive(clap::Args, Default, Clone)]
@@ -19,11 +20,10 @@ pub struct ImageArgs {
     /// Skip `cargo xtask deps` (CI and tests call it once up front).
     #[arg(long)]
     pub no_deps: bool,
-    /// Build the deliberately weakened image (containers' mount calls are not
-    /// sent to hull-guard) to show that the escape suite catches it; default
-    /// output target/hull-image-weakened. Never ship it.
-    #[arg(long)]
-    pub weakened: bool,
+    /// Build a weakened variant with this one wall removed (see `cargo xtask
+    /// walls`); default output target/hull-image-weak-<wall>. Never ship it.
+    #[arg(long, value_enum)]
+    pub weaken: Option<Wall>,
 }
 
 #[derive(clap::Args)]
@@ -48,8 +48,10 @@ pub fn manifest() -> PathBuf {
 
 /// Builds the cargo binaries the image needs into one folder.
 /// PID 1 is linked statically so that nothing it needs can be missing.
-pub fn build_vm_binaries(sh: &Shell, weakened: bool) -> Result<PathBuf> {
-    build_vm_binaries_at(sh, &paths::workspace(), &paths::target(), weakened)
+/// A weakened variant gets its own folder, its crates' `weaken-*` features,
+/// and its own host `hull` binary there too.
+pub fn build_vm_binaries(sh: &Shell, weaken: Option<Wall>) -> Result<PathBuf> {
+    build_vm_binaries_at(sh, &paths::workspace(), &paths::target(), weaken)
 }
 
 /// [`build_vm_binaries`] of the checkout `ws` into the target folder
@@ -59,17 +61,14 @@ pub fn build_vm_binaries_at(
     sh: &Shell,
     ws: &Path,
     target: &Path,
-    weakened: bool,
+    weaken: Option<Wall>,
 ) -> Result<PathBuf> {
     let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
     let bins = m.binaries();
     let remap = crate::repro::rustflags(ws);
-    let out = target.join(if weakened {
-        "hull-bin-weakened"
-    } else {
-        "hull-bin"
-    });
+    let out = weaken.map_or_else(|| target.join("hull-bin"), Wall::bin_dir);
     fs::create_dir_all(&out)?;
+    let vm_features = weaken.map(Wall::vm_features).unwrap_or_default();
     let _dir = sh.push_dir(ws);
     let (init, rest): (Vec<&str>, Vec<&str>) = bins.iter().partition(|b| **b == "hull-init");
     if !rest.is_empty() {
@@ -77,7 +76,7 @@ pub fn build_vm_binaries_at(
             .iter()
             .flat_map(|b| ["--bin".to_string(), b.to_string()])
             .collect();
-        cmd!(sh, "cargo build --release {args...}")
+        cmd!(sh, "cargo build --release {args...} {vm_features...}")
             .env("CARGO_TARGET_DIR", target)
             .env("RUSTFLAGS", &remap)
             .run()?;
@@ -88,11 +87,7 @@ pub fn build_vm_binaries_at(
     }
     if !init.is_empty() {
         let triple = "x86_64-unknown-linux-gnu";
-        let features: &[&str] = if weakened {
-            &["--features", "hull-init/weakened-no-guard"]
-        } else {
-            &[]
-        };
+        let features = weaken.map(Wall::init_features).unwrap_or_default();
         cmd!(
             sh,
             "cargo build --release --bin hull-init --target {triple} {features...}"
@@ -108,6 +103,11 @@ pub fn build_vm_binaries_at(
             out.join("hull-init"),
         )?;
     }
+    if let Some(w) = weaken {
+        let host = w.host_features();
+        cmd!(sh, "cargo build --release --bin hull {host...}").run()?;
+        fs::copy(target.join("release/hull"), out.join("hull")).context("copying hull")?;
+    }
     Ok(out)
 }
 
@@ -121,14 +121,11 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     }
     let k = kernel::run(&kernel::Args::default())?;
     let sh = Shell::new()?;
-    let bins = build_vm_binaries(&sh, args.weakened)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        if args.weakened {
-            paths::target().join("hull-image-weakened")
-        } else {
-            paths::image_out()
-        }
-    });
+    let bins = build_vm_binaries(&sh, args.weaken)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.weaken.map_or_else(paths::image_out, Wall::image_dir));
     let report = hull_image::build(&hull_image::Inputs {
         manifest: manifest(),
         kernel: k.image,

@@ -149,6 +149,18 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         }
         _ => cleanup.alloc.allocate(&owner)?,
     };
+    // The build without the user-namespace wall (`cargo xtask vm-test
+    // --weaken userns`, never shipped): the container's ids are the VM's
+    // own, so its root is the VM's root for every file and every container
+    // shares one range.
+    let ids = if cfg!(feature = "weaken-userns") {
+        IdRange {
+            start: 0,
+            len: 65536,
+        }
+    } else {
+        ids
+    };
     let privileged = hardening::is_privileged(&bundle.spec);
 
     // A copy of the config: exec and delete must not depend on the bundle staying put.
@@ -170,7 +182,10 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         cg.apply(r)?;
     }
     // Before any process of the container exists (H is born in the cgroup).
-    crate::devcg::confine(&cg.path, wants_fuse(&linux))?;
+    // The nodev-off build (`--weaken nodev`, never shipped) has no program.
+    if !cfg!(feature = "weaken-nodev") {
+        crate::devcg::confine(&cg.path, wants_fuse(&linux))?;
+    }
     cg.delegate(ids.start, ids.start)?;
     let mut joins = Vec::new();
     for (flag, path) in &plan.join {
@@ -581,7 +596,8 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
         procfs: p.procfs.as_deref(),
         bind_roots: p.bind_roots,
     };
-    let built = rootfs::build(&ctx)?;
+    #[allow(unused_mut)]
+    let mut built = rootfs::build(&ctx)?;
     rootfs::pivot(&built.root)?;
     drop(built.root);
     // Enter the container's user namespace, then a new mount namespace owned
@@ -589,6 +605,8 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
     sys::setns(p.userns.as_fd(), libc::CLONE_NEWUSER)
         .ctx(|| "enter the container's user namespace")?;
     sys::unshare(libc::CLONE_NEWNS).ctx(|| "lock mounts (new mount namespace)")?;
+    #[cfg(feature = "weaken-kernel-locks")]
+    rootfs::masks_unlocked(&ctx, &mut built.mounts)?;
     ch.send(&Msg::Ready {
         has_listener: false,
         mounts: built.mounts,

@@ -35,7 +35,8 @@ pub struct Args {
     /// Use this image folder instead of building one.
     #[arg(long)]
     pub image: Option<PathBuf>,
-    /// Only run scenarios whose name contains this text.
+    /// Only run scenarios whose name contains this text (or one of several
+    /// texts separated by commas).
     #[arg(long)]
     pub filter: Option<String>,
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
@@ -45,6 +46,19 @@ pub struct Args {
     /// Scenarios run at once within a VM.
     #[arg(long, default_value_t = 3)]
     pub jobs: usize,
+    /// Run on the variant with this wall removed: passes only if every
+    /// scenario `cargo xtask walls` recorded for it fails (see weaken.rs).
+    #[arg(long, value_enum)]
+    pub weaken: Option<crate::weaken::Wall>,
+}
+
+/// What a run found, per scenario (suite boot or setup failures are named
+/// `<suite>/boot` and `<suite>/setup`).
+#[derive(Default, Debug)]
+pub struct Tally {
+    pub passed: Vec<String>,
+    /// Scenario and the reason, short.
+    pub failed: Vec<(String, String)>,
 }
 
 type Par = fn(&Vm) -> Result<()>;
@@ -248,11 +262,39 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    if let Some(wall) = args.weaken {
+        return crate::weaken::vm_test(args, wall);
+    }
     let image = match &args.image {
         Some(i) => i.clone(),
         None => build::image(&build::ImageArgs::default())?,
     };
-    if !build::image_ready(&image) {
+    let sh = Shell::new()?;
+    let hull = build::hull_bin(&sh)?;
+    let tally = run_scenarios(args, &image, &hull)?;
+    if !tally.failed.is_empty() {
+        let failed: Vec<String> = tally
+            .failed
+            .iter()
+            .map(|(n, why)| format!("{n} ({why})"))
+            .collect();
+        bail!(
+            "{} VM scenario(s) failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Whether `--filter` selects this scenario.
+pub fn selected(filter: Option<&str>, name: &str) -> bool {
+    filter.is_none_or(|f| f.split(',').any(|p| name.contains(p)))
+}
+
+/// Runs the selected scenarios on `image` with this `hull` binary.
+pub fn run_scenarios(args: &Args, image: &Path, hull: &Path) -> Result<Tally> {
+    if !build::image_ready(image) {
         bail!(
             "{} holds no hull image (vmlinuz, root.erofs)",
             image.display()
@@ -262,20 +304,13 @@ pub fn run(args: &Args) -> Result<()> {
         "[vm-test] accelerator: {}",
         hull_qemu::accel::describe(args.accel).map_err(anyhow::Error::msg)?
     );
-    let sh = Shell::new()?;
-    let hull = build::hull_bin(&sh)?;
-    // A comma separates alternatives: `--filter escape/,eci/8`.
-    let want = |name: &str| {
-        args.filter
-            .as_deref()
-            .is_none_or(|f| f.split(',').any(|f| name.contains(f)))
-    };
+    let want = |name: &str| selected(args.filter.as_deref(), name);
     let work = boot::tempdir()?;
-    let mut failed: Vec<String> = Vec::new();
+    let mut failed = Tally::default();
     let t0 = Instant::now();
 
     if want("boot/selftest") {
-        let r = boot::selftest(args, &image);
+        let r = boot::selftest(args, image);
         report("boot/selftest", t0.elapsed(), r, None, &mut failed);
     }
     for suite in suites(&work)? {
@@ -289,7 +324,7 @@ pub fn run(args: &Args) -> Result<()> {
         let machine = format!("{:?}", args.machine).to_lowercase();
         up.extend(["--machine", machine.as_str()]);
         let t = Instant::now();
-        let mut vm = Vm::new(&hull, &image, &up)?;
+        let mut vm = Vm::new(hull, image, &up)?;
         vm.vars.insert("suite".into(), suite.name.to_string());
         let _keep = match suite.setup.map(|f| f(&mut vm, &work)) {
             Some(Err(e)) => {
@@ -362,14 +397,7 @@ pub fn run(args: &Args) -> Result<()> {
     for r in vm::retries() {
         eprintln!("[vm-test] RETRIED hull up in suite {r}");
     }
-    if !failed.is_empty() {
-        bail!(
-            "{} VM scenario(s) failed:\n  {}",
-            failed.len(),
-            failed.join("\n  ")
-        );
-    }
-    Ok(())
+    Ok(failed)
 }
 
 fn accel_name(a: AccelChoice) -> &'static str {
@@ -380,16 +408,21 @@ fn accel_name(a: AccelChoice) -> &'static str {
     }
 }
 
-fn report(name: &str, took: Duration, r: Result<()>, vm: Option<&Vm>, failed: &mut Vec<String>) {
+fn report(name: &str, took: Duration, r: Result<()>, vm: Option<&Vm>, tally: &mut Tally) {
     let secs = took.as_secs_f64();
     match r {
-        Ok(()) => eprintln!("[vm-test] ok   {name} ({secs:.1}s)"),
+        Ok(()) => {
+            eprintln!("[vm-test] ok   {name} ({secs:.1}s)");
+            tally.passed.push(name.to_string());
+        }
         Err(e) => {
             let diag = vm.map(Vm::diagnostics).unwrap_or_default();
             eprintln!("[vm-test] FAIL {name} ({secs:.1}s): {e:#}{diag}");
             // The reason again, short, for the summary: CI keeps only a tail.
             let why: String = format!("{e:#}").chars().take(400).collect();
-            failed.push(format!("{name} ({})", why.replace('\n', " ")));
+            tally
+                .failed
+                .push((name.to_string(), why.replace('\n', " ")));
         }
     }
 }
