@@ -114,19 +114,6 @@ fn run_targets(targets: &[(&str, &str)], seconds: u64) -> Result<Vec<Outcome>> {
     Ok(done)
 }
 
-/// Where the fuzz builds go: the machine's cache when it is writable, so
-/// that a fresh clone (CI) finds libFuzzer and the registry crates built
-/// already (cargo locks the folder; the path crates rebuild per checkout);
-/// else the checkout's own target folder.
-fn fuzz_target_dir() -> PathBuf {
-    let shared = paths::cache().join("fuzz-target");
-    if fs::create_dir_all(&shared).is_ok() {
-        shared
-    } else {
-        paths::target().join("fuzz")
-    }
-}
-
 /// CPU time (user + system) of the waited-for children so far.
 fn children_cpu() -> f64 {
     // SAFETY: getrusage only writes the struct we pass; a zeroed rusage is valid.
@@ -162,7 +149,7 @@ fn run_one(krate: &str, target: &str, seconds: u64) -> Result<Outcome> {
             seeds.display()
         );
     }
-    let target_dir = fuzz_target_dir();
+    let target_dir = paths::shared_target("fuzz-target", paths::target().join("fuzz"));
     // Overflow checks and debug assertions on: they are bugs too.
     let common = |c: &mut Command| {
         c.arg("-a").arg("--target-dir").arg(&target_dir).arg(target);

@@ -26,3 +26,17 @@ pub fn target() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
 }
+
+/// A cargo target folder kept in the machine's cache when it is writable,
+/// so that a fresh clone (CI) finds the registry crates built already (cargo
+/// locks the folder; the path crates still rebuild per checkout); else
+/// `fallback` in the checkout. Used by the fuzz builds and the
+/// reproducibility check's second build.
+pub fn shared_target(name: &str, fallback: PathBuf) -> PathBuf {
+    let shared = cache().join(name);
+    if std::fs::create_dir_all(&shared).is_ok() {
+        shared
+    } else {
+        fallback
+    }
+}

@@ -207,7 +207,10 @@ pub fn check() -> Result<()> {
     let start = Instant::now();
     copy_sources(&sh, &ws, &b_src)?;
     eprintln!("[repro] binaries: second build from {}", b_src.display());
-    let b_bins = vm::build_vm_binaries_at(&sh, &b_src, &b_src.join("target"), None)?;
+    // Its own target folder, in the machine's cache when possible (a fresh
+    // clone then rebuilds only hull's crates there, not every dependency).
+    let b_target = paths::shared_target("repro-target", b_src.join("target"));
+    let b_bins = vm::build_vm_binaries_at(&sh, &b_src, &b_target, None)?;
     let secs = start.elapsed().as_secs();
     let (da, db) = (digests(&a_bins)?, digests(&b_bins)?);
     for (name, d) in &da {
