@@ -636,15 +636,7 @@ pub fn global_kernel_state(vm: &Vm) -> Result<()> {
     for extra in [&priv_swap[..], &["-v", "swap19:/swap"]] {
         failed.extend(denied(vm, extra, &["swapon", "/swap/file"], "EPERM").err());
     }
-    ensure!(
-        failed.is_empty(),
-        "{}",
-        failed
-            .iter()
-            .map(|e| format!("{e:#}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    all_refused(&failed)?;
     // The container's own hostname is its own business.
     let r = vm
         .docker(&[
@@ -692,15 +684,7 @@ pub fn cross_container(vm: &Vm) -> Result<()> {
                 .err(),
         );
     }
-    ensure!(
-        failed.is_empty(),
-        "{}",
-        failed
-            .iter()
-            .map(|e| format!("{e:#}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    all_refused(&failed)?;
     unchanged(vm, &b)
 }
 
@@ -1018,4 +1002,19 @@ pub fn masked_path_races(vm: &Vm) -> Result<()> {
         "the volume's own file changed: {kept}"
     );
     unchanged(vm, &b)
+}
+
+/// Fails with every one of `failed` (each attempt's own reason), so that one
+/// run reports all the walls that are missing, not just the first.
+fn all_refused(failed: &[anyhow::Error]) -> Result<()> {
+    ensure!(
+        failed.is_empty(),
+        "{}",
+        failed
+            .iter()
+            .map(|e| format!("{e:#}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Ok(())
 }
