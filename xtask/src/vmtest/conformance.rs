@@ -92,9 +92,18 @@ pub fn s3_namespaces(vm: &Vm) -> Result<()> {
             "/proc/self/uid_map",
         ])?
         .success()?;
+    // One line `0 <start> 65536`: the container's root is the first id of a
+    // range of its own, above the VM's ids (never the VM's 0, never a map
+    // that reaches below the first range).
+    let map: Vec<u64> = r
+        .out()
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("uid_map is not numbers ({e}): {r}"))?;
     ensure!(
-        r.out().split_whitespace().nth(1) != Some("0"),
-        "--userns=host shared the VM's ids: {r}"
+        map.len() == 3 && map[0] == 0 && map[1] >= 100_000 && map[2] == 65_536,
+        "--userns=host: the container's uid_map is not one range of its own above the VM's ids: {r}"
     );
     Ok(())
 }
