@@ -44,6 +44,9 @@ struct Resolved {
     given: String,
     path: String,
     engine_socket: bool,
+    /// Why the client's path is no host share (None: it is one, or the
+    /// path came from the engine).
+    not_shared: Option<String>,
 }
 
 /// The VM path a bind source names before resolution: a client's path in
@@ -74,10 +77,15 @@ async fn resolve_all(
                 let vm = vm_source(&g.settings, &given, origin);
                 let path = paths::resolve(&vm)?;
                 let engine_socket = g.is_engine_socket(&path);
+                let not_shared = match origin {
+                    Origin::Client => g.settings.not_shared_note(&paths::clean(&given)),
+                    Origin::Engine => None,
+                };
                 Ok(Resolved {
                     given,
                     path,
                     engine_socket,
+                    not_shared,
                 })
             })
             .collect()
@@ -93,6 +101,10 @@ fn restricted(r: &Resolved) -> Refusal {
             " (it resolves to {} in the VM)",
             hull_policy::json::escape_for_message(&r.path)
         ));
+    }
+    if let Some(note) = &r.not_shared {
+        refusal.message.push_str(": ");
+        refusal.message.push_str(note);
     }
     refusal
 }

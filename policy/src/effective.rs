@@ -426,6 +426,41 @@ impl Effective {
     }
 }
 
+impl Effective {
+    /// Why a client's host path cannot be bound, when it lies in no shared
+    /// directory: names the settings that decide it, so the user knows
+    /// what to change (or whom to ask).
+    pub fn not_shared_note(&self, host_path: &str) -> Option<String> {
+        if self.vm_path_for_host_path(host_path).is_some() {
+            return None;
+        }
+        let list = |v: Vec<&str>| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let shared = list(
+            self.shared_directories
+                .iter()
+                .map(|d| d.value.as_str())
+                .collect(),
+        );
+        let allowed = match &self.filesharing_allowed_directories {
+            None => String::new(),
+            Some(a) => format!(
+                "; the admin's filesharingAllowedDirectories: {}",
+                list(a.iter().map(|d| d.path.as_str()).collect())
+            ),
+        };
+        Some(format!(
+            "{} is not in a directory shared with the VM (filesharingDirectories: {shared}{allowed})",
+            crate::json::escape_for_message(host_path)
+        ))
+    }
+}
+
 impl Default for Effective {
     /// No admin and no user settings: hull's defaults.
     fn default() -> Self {
@@ -615,6 +650,11 @@ mod tests {
         );
         assert_eq!(e.vm_path_for_host_path("/home/me/other"), None);
         assert_eq!(e.vm_path_for_host_path("/home/me/src/../../x"), None);
+        assert_eq!(e.not_shared_note("/home/me/src/a"), None);
+        assert_eq!(
+            e.not_shared_note("/etc").as_deref(),
+            Some("/etc is not in a directory shared with the VM (filesharingDirectories: /home/me/src, /tmp/x; the admin's filesharingAllowedDirectories: $HOME, $TMP)")
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::home::Home;
 use crate::hvsock;
 use crate::machine::{Console, Machine};
-use crate::state::{self, VmState};
+use crate::shares::{self, ShareFs};
+use crate::state::{self, ShareState, VmState};
 
 /// How long one docker connection waits for the guest's gate (it may be
 /// restarting, or the VM still booting).
@@ -53,14 +54,11 @@ fn remove_stale(paths: &[PathBuf]) {
     }
 }
 
-fn wait_for_path(p: &Path, child: &mut Child, within: Duration) -> Result<()> {
+fn wait_for_path(p: &Path, child: &mut Child, what: &str, within: Duration) -> Result<()> {
     let start = Instant::now();
     while !p.exists() {
         if let Some(st) = child.try_wait()? {
-            bail!(
-                "vhost-device-vsock exited ({st}) before creating {}",
-                p.display()
-            );
+            bail!("{what} exited ({st}) before creating {}", p.display());
         }
         if start.elapsed() > within {
             bail!("{} did not appear within {within:?}", p.display());
@@ -96,9 +94,42 @@ pub fn run(home: &Home, cfg: Config) -> Result<()> {
     let mut vhost = vhost_cmd
         .spawn()
         .context("starting vhost-device-vsock (run `cargo xtask deps`)")?;
-    wait_for_path(&home.vhost_sock(), &mut vhost, Duration::from_secs(10))?;
+    wait_for_path(
+        &home.vhost_sock(),
+        &mut vhost,
+        "vhost-device-vsock",
+        Duration::from_secs(10),
+    )?;
+    let mut children = Children(vec![vhost]);
+    let mut shares = Vec::new();
+    for (i, d) in cfg.machine.shares.iter().enumerate() {
+        if d.share.fs != ShareFs::Virtiofs {
+            shares.push(ShareState::of(d, None));
+            continue;
+        }
+        let sock = home.share_sock(i);
+        let _ = fs::remove_file(&sock);
+        let mut cmd = Command::new("virtiofsd");
+        cmd.args(shares::virtiofsd_args(
+            &d.share.path,
+            &sock,
+            shares::HostUser::current(),
+        ))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log.try_clone()?);
+        die_with_parent(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .context("starting virtiofsd (run `cargo xtask deps`)")?;
+        let what = format!("virtiofsd for {}", d.share.path.display());
+        let waited = wait_for_path(&sock, &mut child, &what, Duration::from_secs(10));
+        shares.push(ShareState::of(d, Some(child.id())));
+        children.0.push(child);
+        waited?;
+    }
 
-    let mut m = cfg.machine;
+    let mut m = cfg.machine.clone();
     m.vsock = Some(home.vhost_sock());
     m.console = Console::File(home.console_log());
     m.qmp = Some(home.qmp_sock());
@@ -110,17 +141,12 @@ pub fn run(home: &Home, cfg: Config) -> Result<()> {
         .stdout(log.try_clone()?)
         .stderr(log.try_clone()?);
     die_with_parent(&mut qemu_cmd);
-    let mut qemu = match qemu_cmd.spawn() {
-        Ok(q) => q,
-        Err(e) => {
-            let _ = vhost.kill();
-            bail!("starting qemu-system-x86_64: {e}");
-        }
-    };
+    let mut qemu = qemu_cmd.spawn().context("starting qemu-system-x86_64")?;
     let st = VmState {
         daemon_pid: std::process::id(),
         qemu_pid: qemu.id(),
-        vhost_pid: vhost.id(),
+        vhost_pid: children.0[0].id(),
+        shares,
         accel: m.accel.as_str().into(),
         machine: format!("{:?}", m.kind).to_lowercase(),
         cpus: m.cpus,
@@ -132,15 +158,17 @@ pub fn run(home: &Home, cfg: Config) -> Result<()> {
             .unwrap_or(0),
     };
     st.save(home)?;
-    tracing::info!(qemu = qemu.id(), vhost = vhost.id(), "VM started");
+    tracing::info!(qemu = qemu.id(), "VM started");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let exit = rt.block_on(serve(home, &mut qemu));
-    let _ = vhost.kill();
-    let _ = vhost.wait();
+    drop(children);
+    for i in 0..cfg.machine.shares.len() {
+        let _ = fs::remove_file(home.share_sock(i));
+    }
     remove_stale(&[
         home.docker_sock(),
         home.vhost_sock(),
@@ -210,6 +238,19 @@ async fn serve(home: &Home, qemu: &mut Child) -> String {
                 });
                 term = None;
             }
+        }
+    }
+}
+
+/// The VM's helper processes (vhost-device-vsock, virtiofsd): killed and
+/// reaped when the daemon is done with them, also on an early error.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }

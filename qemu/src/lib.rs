@@ -8,5 +8,6 @@ pub mod hvsock;
 pub mod machine;
 pub mod ports;
 pub mod settings;
+pub mod shares;
 pub mod state;
 pub mod tsc;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::accel::Accel;
+use crate::shares::{HostShare, ShareFs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,9 +44,10 @@ pub struct Machine {
     /// QMP control socket (for forced stops and queries).
     pub qmp: Option<PathBuf>,
     pub pidfile: Option<PathBuf>,
-    /// Host directories shared into the VM over 9p (tag `hullshare<i>`),
-    /// and the file that tells init which tag is which path.
-    pub shares: Vec<PathBuf>,
+    /// Host directories shared into the VM (virtiofs, or 9p for the
+    /// benchmark's comparison), and the file that tells init which tag is
+    /// which path.
+    pub shares: Vec<ShareDevice>,
     pub shares_map: Option<PathBuf>,
     /// The user's Docker Engine settings (checked), for init to merge.
     pub engine: Option<PathBuf>,
@@ -108,9 +110,13 @@ pub fn check_bench_kernel_word(word: &str) -> Result<&str, String> {
 pub const SHARES_FW_CFG: &str = "opt/dev.hull/shares";
 pub const ENGINE_FW_CFG: &str = "opt/dev.hull/engine";
 
-/// The 9p mount tag of the `i`th shared directory.
-pub fn share_tag(i: usize) -> String {
-    format!("hullshare{i}")
+/// A shared directory as QEMU sees it: virtiofs through the vhost-user
+/// socket of its virtiofsd, 9p from QEMU itself.
+#[derive(Debug, Clone)]
+pub struct ShareDevice {
+    pub share: HostShare,
+    /// virtiofsd's socket (unused for 9p).
+    pub socket: PathBuf,
 }
 
 pub const SETTINGS_FW_CFG: &str = "opt/dev.hull/settings";
@@ -145,7 +151,7 @@ impl Machine {
             "none".into(),
         ];
         let mem = self.memory_mib;
-        let (blk, net, rng, vsock, p9) = match self.kind {
+        let (blk, net, rng, vsock, p9, vfs) = match self.kind {
             MachineKind::Microvm => {
                 a.push("-M".into());
                 a.push("microvm,pit=off,pic=off,isa-serial=on,rtc=on,memory-backend=mem".into());
@@ -155,6 +161,7 @@ impl Machine {
                     "virtio-rng-device",
                     "vhost-user-vsock-device",
                     "virtio-9p-device",
+                    "vhost-user-fs-device",
                 )
             }
             MachineKind::Pc => {
@@ -166,6 +173,7 @@ impl Machine {
                     "virtio-rng-pci",
                     "vhost-user-vsock-pci",
                     "virtio-9p-pci",
+                    "vhost-user-fs-pci",
                 )
             }
         };
@@ -220,16 +228,30 @@ impl Machine {
             a.push("-fw_cfg".into());
             a.push(format!("name={SETTINGS_FW_CFG},file={}", s.display()));
         }
-        for (i, dir) in self.shares.iter().enumerate() {
-            // security_model=none: the VM acts on shared files with the
-            // rights of the user running QEMU, never more.
-            a.push("-fsdev".into());
-            a.push(format!(
-                "local,id=fs{i},path={},security_model=none,multidevs=remap",
-                qemu_escape(&dir.display().to_string())
-            ));
-            a.push("-device".into());
-            a.push(format!("{p9},fsdev=fs{i},mount_tag={}", share_tag(i)));
+        for (i, d) in self.shares.iter().enumerate() {
+            let tag = &d.share.tag;
+            match d.share.fs {
+                ShareFs::Virtiofs => {
+                    a.push("-chardev".into());
+                    a.push(format!(
+                        "socket,id=vfs{i},path={}",
+                        qemu_escape(&d.socket.display().to_string())
+                    ));
+                    a.push("-device".into());
+                    a.push(format!("{vfs},chardev=vfs{i},tag={tag},queue-size=1024"));
+                }
+                ShareFs::NineP => {
+                    // security_model=none: the VM acts on shared files with
+                    // the rights of the user running QEMU, never more.
+                    a.push("-fsdev".into());
+                    a.push(format!(
+                        "local,id=fs{i},path={},security_model=none,multidevs=remap",
+                        qemu_escape(&d.share.path.display().to_string())
+                    ));
+                    a.push("-device".into());
+                    a.push(format!("{p9},fsdev=fs{i},mount_tag={tag}"));
+                }
+            }
         }
         if let Some(m) = &self.shares_map {
             a.push("-fw_cfg".into());
@@ -287,7 +309,24 @@ mod tests {
             tsc_khz: 2_400_000,
             qmp: None,
             pidfile: None,
-            shares: vec!["/home/me".into(), "/tmp/a,b".into()],
+            shares: vec![
+                ShareDevice {
+                    share: HostShare {
+                        tag: "hullshare0".into(),
+                        path: "/home/me".into(),
+                        fs: ShareFs::Virtiofs,
+                    },
+                    socket: "/h/virtiofs0.sock".into(),
+                },
+                ShareDevice {
+                    share: HostShare {
+                        tag: "hullshare1".into(),
+                        path: "/tmp/a,b".into(),
+                        fs: ShareFs::NineP,
+                    },
+                    socket: PathBuf::new(),
+                },
+            ],
             shares_map: Some("/shares.json".into()),
             engine: None,
             cmdline: vec!["hull.selftest=1".into()],
@@ -308,11 +347,16 @@ mod tests {
     }
 
     #[test]
-    fn shares_are_9p_devices_with_tags() {
+    fn shares_are_virtiofs_devices_and_9p_only_when_asked() {
         let j = m().argv().join(" ");
-        assert!(j.contains("local,id=fs0,path=/home/me,security_model=none"));
-        assert!(j.contains("virtio-9p-device,fsdev=fs0,mount_tag=hullshare0"));
-        assert!(j.contains("path=/tmp/a,,b,"));
+        assert!(j.contains("socket,id=vfs0,path=/h/virtiofs0.sock"));
+        assert!(j.contains("vhost-user-fs-device,chardev=vfs0,tag=hullshare0"));
+        assert!(
+            !j.contains("path=/home/me"),
+            "virtiofs needs no path in QEMU: {j}"
+        );
+        assert!(j.contains("local,id=fs1,path=/tmp/a,,b,security_model=none"));
+        assert!(j.contains("virtio-9p-device,fsdev=fs1,mount_tag=hullshare1"));
         assert!(j.contains("name=opt/dev.hull/shares,file=/shares.json"));
     }
 

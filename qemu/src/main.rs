@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use hull_qemu::accel::{self, AccelChoice};
 use hull_qemu::home::Home;
-use hull_qemu::machine::{Console, Machine, MachineKind};
+use hull_qemu::machine::{Console, Machine, MachineKind, ShareDevice};
 use hull_qemu::state::{self, VmState};
 use hull_qemu::{control, daemon, settings, tsc};
 
@@ -85,6 +85,11 @@ struct UpArgs {
     /// Settings never travel on the command line, so this cannot touch them.
     #[arg(long = "bench-kernel-arg", hide = true, value_parser = bench_kernel_arg)]
     bench_kernel_arg: Vec<String>,
+    /// Benchmarking only: also share this directory over QEMU's 9p, the
+    /// transport virtiofs replaced, so `cargo xtask bench` can compare the
+    /// two in one boot. Containers cannot write to a 9p share.
+    #[arg(long = "bench-9p-share", hide = true)]
+    bench_9p_share: Vec<PathBuf>,
 }
 
 fn bench_kernel_arg(w: &str) -> Result<String, String> {
@@ -183,7 +188,7 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
     if cpus == 0 || a.memory < 512 {
         bail!("--cpus must be at least 1 and --memory at least 512 MiB");
     }
-    let shares = settings::write_shares(home)?;
+    let shares = settings::write_shares(home, &a.bench_9p_share)?;
     let engine = settings::write_engine(home)?;
     Ok(Machine {
         kind: a.machine,
@@ -199,7 +204,14 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
         tsc_khz: tsc::khz(),
         qmp: None,
         pidfile: None,
-        shares: shares.iter().map(|(_, p)| p.clone()).collect(),
+        shares: shares
+            .into_iter()
+            .enumerate()
+            .map(|(i, share)| ShareDevice {
+                share,
+                socket: home.share_sock(i),
+            })
+            .collect(),
         shares_map: Some(home.shares_map()),
         engine,
         cmdline: a.bench_kernel_arg.clone(),
@@ -314,6 +326,11 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
                 .iter()
                 .flat_map(|w| ["--bench-kernel-arg", w.as_str()]),
         )
+        .args(
+            a.bench_9p_share
+                .iter()
+                .flat_map(|d| [std::ffi::OsStr::new("--bench-9p-share"), d.as_os_str()]),
+        )
         .env("HULL_HOME", &home.dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -336,12 +353,65 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
     );
     wait_engine(home, start, Duration::from_secs(a.timeout))?;
     docker_context(home);
+    report_shares(home);
     eprintln!(
         "hull: engine ready in {:.1}s",
         start.elapsed().as_secs_f64()
     );
     println!("{}", env_line(home));
     Ok(())
+}
+
+/// One line per shared directory: what serves it, its cache mode, and
+/// whether containers get it id-mapped (root-owned and writable inside).
+/// `host` is the daemon's record, `guest` init's status.
+fn share_lines(host: &[state::ShareState], guest: Option<&serde_json::Value>) -> Vec<String> {
+    host.iter()
+        .map(|s| {
+            let g = guest
+                .and_then(|g| g["shares"]["shares"].as_array())
+                .and_then(|l| l.iter().find(|x| x["tag"] == s.tag.as_str()));
+            let fs = match s.fs {
+                hull_qemu::shares::ShareFs::Virtiofs => "virtiofs",
+                hull_qemu::shares::ShareFs::NineP => "9p (benchmark only)",
+            };
+            let cache = s.cache.as_deref().unwrap_or("-");
+            let idmap = match g {
+                None => "id-mapping unknown (the VM did not answer)".to_string(),
+                Some(g) if g["idmapped"] == true => "id-mapped".to_string(),
+                Some(g) => format!(
+                    "NOT id-mapped: {}",
+                    g["error"].as_str().unwrap_or("containers cannot use it")
+                ),
+            };
+            format!(
+                "{} -> {} ({fs}, cache {cache}, {idmap})",
+                s.path.display(),
+                g.and_then(|g| g["vm_path"].as_str()).unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// After boot: says loudly when a share cannot be id-mapped (containers
+/// cannot write it), never leaving the user to find out from a failed run.
+fn report_shares(home: &Home) {
+    let Some(st) = VmState::load(home) else {
+        return;
+    };
+    let guest = control::request(&home.vsock_uds(), &serde_json::json!({"op": "status"})).ok();
+    for (s, line) in st
+        .shares
+        .iter()
+        .zip(share_lines(&st.shares, guest.as_ref()))
+    {
+        let bad = line.contains("NOT id-mapped") && s.fs == hull_qemu::shares::ShareFs::Virtiofs;
+        if bad {
+            eprintln!("hull: WARNING: shared directory {line}; `docker run -v` of it is refused until this is fixed");
+        } else {
+            eprintln!("hull: shared {line}");
+        }
+    }
 }
 
 /// Waits for the engine, showing init's progress from the console.
@@ -523,6 +593,12 @@ fn status(home: &Home, json: bool) -> Result<()> {
             if let Some(e) = g["settings"]["error"].as_str() {
                 println!("settings  ERROR in the VM: {e} (running with the strictest defaults)");
             }
+        }
+    }
+    if !st.shares.is_empty() {
+        println!("shares");
+        for line in share_lines(&st.shares, guest.as_ref()) {
+            println!("  {line}");
         }
     }
     if let Some(list) = &unprotected {

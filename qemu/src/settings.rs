@@ -10,6 +10,7 @@ use hull_policy::{Effective, HostContext};
 use serde_json::Value;
 
 use crate::home::Home;
+use crate::shares::{HostShare, ShareFs};
 
 pub const ADMIN_DEFAULT: &str = "/etc/hull/admin-settings.json";
 /// Settings files are small; anything bigger is a mistake or an attack.
@@ -188,17 +189,22 @@ pub fn human(v: &Value) -> Vec<String> {
     out
 }
 
-/// The shared host directories of the settings in force, as (tag, path),
-/// written to the shares map init reads. Directories that do not exist on the
-/// host are left out with a warning (QEMU would refuse to start).
-pub fn write_shares(home: &Home) -> Result<Vec<(String, PathBuf)>> {
+/// The shared host directories of the settings in force (virtiofs), then
+/// the benchmark's 9p comparison directories, written to the shares map init
+/// reads. Directories that do not exist on the host are left out with a
+/// warning (virtiofsd and QEMU would refuse to start).
+pub fn write_shares(home: &Home, bench_9p: &[PathBuf]) -> Result<Vec<HostShare>> {
     let eff = match std::fs::read(home.settings_blob()) {
         Ok(b) => Effective::from_json(&b).ok(),
         Err(_) => None,
     };
-    let mut out = Vec::new();
-    for d in eff.iter().flat_map(|e| e.shared_directories.iter()) {
-        let p = PathBuf::from(&d.value);
+    let wanted = eff
+        .iter()
+        .flat_map(|e| e.shared_directories.iter())
+        .map(|d| (PathBuf::from(&d.value), ShareFs::Virtiofs))
+        .chain(bench_9p.iter().map(|p| (p.clone(), ShareFs::NineP)));
+    let mut out: Vec<HostShare> = Vec::new();
+    for (p, fs) in wanted {
         if !p.is_absolute() || !p.is_dir() {
             eprintln!(
                 "hull: shared directory {} does not exist on this host; not shared",
@@ -206,13 +212,13 @@ pub fn write_shares(home: &Home) -> Result<Vec<(String, PathBuf)>> {
             );
             continue;
         }
-        out.push((crate::machine::share_tag(out.len()), p));
+        out.push(HostShare {
+            tag: crate::shares::tag(out.len()),
+            path: p,
+            fs,
+        });
     }
-    let map: Vec<Value> = out
-        .iter()
-        .map(|(tag, p)| serde_json::json!({"tag": tag, "path": p}))
-        .collect();
-    std::fs::write(home.shares_map(), serde_json::to_vec(&map)?)
+    std::fs::write(home.shares_map(), serde_json::to_vec(&out)?)
         .with_context(|| home.shares_map().display().to_string())?;
     Ok(out)
 }

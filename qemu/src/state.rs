@@ -20,6 +20,33 @@ pub struct VmState {
     pub memory_mib: u32,
     pub image: PathBuf,
     pub started_unix: u64,
+    /// The shared directories and what serves them.
+    #[serde(default)]
+    pub shares: Vec<ShareState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShareState {
+    pub tag: String,
+    pub path: PathBuf,
+    pub fs: crate::shares::ShareFs,
+    /// virtiofsd's cache mode (none for 9p).
+    pub cache: Option<String>,
+    /// virtiofsd's pid (none for 9p, served by QEMU).
+    pub pid: Option<u32>,
+}
+
+impl ShareState {
+    pub fn of(d: &crate::machine::ShareDevice, pid: Option<u32>) -> Self {
+        let virtiofs = d.share.fs == crate::shares::ShareFs::Virtiofs;
+        ShareState {
+            tag: d.share.tag.clone(),
+            path: d.share.path.clone(),
+            fs: d.share.fs,
+            cache: virtiofs.then(|| crate::shares::CACHE.to_string()),
+            pid,
+        }
+    }
 }
 
 impl VmState {

@@ -51,9 +51,21 @@ pub struct Built {
     pub mounts: Vec<InitialMount>,
 }
 
+/// FUSE's superblock magic: virtiofs, the host shares.
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// Whether a mount that cannot be idmapped may still be bound unshifted.
+/// Not a FUSE one: that is a host share (virtiofs), and unshifted its files
+/// belong to nobody inside and the container cannot write what the user
+/// shared; the create fails and says why instead. Others (procfs, 9p) show
+/// as nobody inside, never as root.
+fn may_bind_unshifted(fs_magic: i64) -> bool {
+    fs_magic != FUSE_SUPER_MAGIC
+}
+
 /// A detached clone of `src` (fd), idmapped to the container's user namespace.
-/// Filesystems that cannot be idmapped (procfs, some network filesystems) are
-/// bound without it: their files then show as nobody inside, never as root.
+/// Filesystems that cannot be idmapped are bound without it where
+/// [`may_bind_unshifted`] allows, and refused where it does not.
 fn idmapped_clone(
     src: BorrowedFd<'_>,
     recursive: bool,
@@ -72,6 +84,14 @@ fn idmapped_clone(
     ) {
         Ok(()) => Ok(tree),
         Err(e) => {
+            let magic = nix::sys::statfs::fstatfs(tree.as_fd())
+                .map(|f| f.filesystem_type().0)
+                .unwrap_or(FUSE_SUPER_MAGIC);
+            if !may_bind_unshifted(magic) {
+                return Err(Error::Refused(format!(
+                    "{what}: a shared host directory that cannot be id-mapped into the container ({e}); see `hull status` for the share"
+                )));
+            }
             tracing::warn!("{what}: cannot idmap ({e}); bound without id shifting");
             if attrs != 0 {
                 sys::mount_setattr(tree.as_fd(), recursive, attrs, 0, None)
@@ -813,4 +833,17 @@ pub fn pivot(root: &OwnedFd) -> Result<()> {
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root")?;
     nix::unistd::chdir("/").ctx(|| "chdir /")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fuse_shares_must_be_idmapped() {
+        assert!(!may_bind_unshifted(FUSE_SUPER_MAGIC));
+        // procfs, 9p: unshifted they show as nobody, never as root.
+        assert!(may_bind_unshifted(0x9fa0));
+        assert!(may_bind_unshifted(0x0102_1997));
+    }
 }

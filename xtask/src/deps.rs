@@ -26,8 +26,9 @@ const APT_PACKAGES: &[&str] = &[
     "zstd",
     "xz-utils",
     "python3",
-    // runtime crates and host-tier tests
+    // runtime crates and host-tier tests; virtiofsd's build
     "libseccomp-dev",
+    "libcap-ng-dev",
     "pkg-config",
     "busybox-static",
     "crun",
@@ -51,7 +52,7 @@ const APT_PACKAGES: &[&str] = &[
 pub fn run() -> Result<()> {
     let sh = Shell::new()?;
     apt(&sh)?;
-    vhost_device_vsock(&sh)?;
+    vhost_user_backends(&sh)?;
     rust_components(&sh)?;
     cargo_fuzz(&sh)?;
     docker_cli(&sh)?;
@@ -153,19 +154,60 @@ fn apt(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-fn vhost_device_vsock(sh: &Shell) -> Result<()> {
-    if cmd!(sh, "vhost-device-vsock --version")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok()
-    {
-        return Ok(());
+/// The vhost-user backends `hull up` runs beside QEMU: the vsock device,
+/// and virtiofsd for shared directories (1.13+: UID/GID translation and
+/// FUSE_ALLOW_IDMAP, which the runtime's idmapped binds need).
+const BACKENDS: &[(&str, &str)] = &[("vhost-device-vsock", ""), ("virtiofsd", "1.13.0")];
+
+/// Run as root, the backends go to /usr/local/bin, so that every user of
+/// the machine can `hull up` (root's ~/.cargo/bin is closed to them);
+/// otherwise to the user's own cargo bin.
+fn vhost_user_backends(sh: &Shell) -> Result<()> {
+    let root_dir = is_root().then_some("/usr/local");
+    for (krate, min) in BACKENDS {
+        let exe = match root_dir {
+            Some(r) => format!("{r}/bin/{krate}"),
+            None => krate.to_string(),
+        };
+        let version_of = |exe: &str| {
+            cmd!(sh, "{exe} --version")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .ok()
+                .filter(|v| {
+                    min.is_empty()
+                        || version_at_least(v.split_whitespace().last().unwrap_or(""), min)
+                })
+        };
+        if version_of(&exe).is_some() {
+            continue;
+        }
+        // Built before into root's own cargo bin: copy, not rebuild.
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+        if let (Some(r), Some(home)) = (root_dir, cargo_home) {
+            let built = home.join("bin").join(krate);
+            if built.is_file() && version_of(&built.display().to_string()).is_some() {
+                std::fs::copy(&built, &exe)
+                    .with_context(|| format!("copying {krate} to {r}/bin"))?;
+                continue;
+            }
+        }
+        eprintln!("[deps] cargo install {krate}");
+        match root_dir {
+            Some(r) => cmd!(sh, "cargo install --locked --root {r} {krate}").run()?,
+            None => cmd!(sh, "cargo install --locked {krate}").run()?,
+        }
     }
-    eprintln!("[deps] cargo install vhost-device-vsock");
-    cmd!(sh, "cargo install --locked vhost-device-vsock").run()?;
     Ok(())
+}
+
+/// `a >= b` for dotted numeric versions (`1.14.0` >= `1.13.0`).
+fn version_at_least(a: &str, b: &str) -> bool {
+    let parse = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parse(a) >= parse(b)
 }
 
 /// `cargo xtask fuzz` (and the test tier's fuzz step) drive cargo-fuzz.
@@ -208,4 +250,15 @@ fn docker_cli(sh: &Shell) -> Result<()> {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(super::version_at_least("1.14.0", "1.13.0"));
+        assert!(super::version_at_least("1.13.0", "1.13.0"));
+        assert!(!super::version_at_least("1.9.2", "1.13.0"));
+        assert!(!super::version_at_least("", "1.13.0"));
+    }
 }
