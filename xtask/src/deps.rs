@@ -57,6 +57,7 @@ pub fn run() -> Result<()> {
     cargo_fuzz(&sh)?;
     docker_cli(&sh)?;
     tools()?;
+    test_user(&sh)?;
     eprintln!("[deps] all present");
     Ok(())
 }
@@ -245,6 +246,31 @@ fn docker_cli(sh: &Shell) -> Result<()> {
             "the docker CLI is missing from PATH: Debian's docker.io (installed above) puts it at /usr/bin/docker; is PATH missing /usr/bin?"
         ),
     }
+}
+
+/// The unprivileged account the VM tier runs `hull up` as (issue 14: shares
+/// must work for a non-root host user, virtiofsd never running as root).
+pub const TEST_USER: &str = "hull-test";
+
+fn test_user(sh: &Shell) -> Result<()> {
+    if cmd!(sh, "getent passwd {TEST_USER}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("the VM tier needs the account {TEST_USER}; run `cargo xtask deps` as root once");
+    }
+    eprintln!("[deps] useradd {TEST_USER}");
+    cmd!(
+        sh,
+        "useradd --system --user-group --no-create-home --shell /usr/sbin/nologin {TEST_USER}"
+    )
+    .run()?;
+    Ok(())
 }
 
 pub fn is_root() -> bool {

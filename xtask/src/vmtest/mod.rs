@@ -15,6 +15,7 @@ mod redteam_guard;
 mod redteam_runtime;
 mod registry;
 mod runtime;
+mod shares;
 pub mod vm;
 mod workloads;
 
@@ -83,14 +84,18 @@ struct Suite {
 /// Shares a host folder of the test run with the VM (user settings).
 fn share_setup(vm: &mut Vm, work: &Path) -> Result<Box<dyn std::any::Any>> {
     let share = work.join(format!("share-{}", vm.home.display().to_string().len()));
+    // An ordinary directory (0755, root's): containers write to it
+    // through their idmapped bind, not through loose permissions.
     std::fs::create_dir_all(&share)?;
-    std::fs::set_permissions(&share, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
     let share = share.canonicalize()?;
     std::fs::write(
         vm.home.join("settings.json"),
         serde_json::json!({"filesharingDirectories": [share]}).to_string(),
     )?;
     vm.vars.insert("share".into(), share.display().to_string());
+    // `hull up` runs as root here (the share-user suite runs it as a user).
+    vm.vars.insert("host_uid".into(), "0".into());
+    vm.vars.insert("host_gid".into(), "0".into());
     Ok(Box::new(()))
 }
 
@@ -119,7 +124,7 @@ fn eci_setup(vm: &mut Vm, work: &Path) -> Result<Box<dyn std::any::Any>> {
 fn suites(work: &Path) -> Result<Vec<Suite>> {
     let bad = work.join("malformed-settings.json");
     std::fs::write(&bad, b"{\"enhancedContainerIsolation\": {\"value\": tru")?;
-    Ok(vec![
+    let mut all = vec![
         Suite {
             name: "engine",
             up_args: vec![],
@@ -258,7 +263,17 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
             parallel: vec![("init/malformed-settings", init::malformed_settings)],
             serial: vec![],
         },
-    ])
+    ];
+    all[0].parallel.extend(shares::AS_ROOT.iter().copied());
+    all.push(Suite {
+        name: "share-user",
+        up_args: vec![],
+        setup: Some(shares::user_setup),
+        after_boot: None,
+        parallel: shares::AS_USER.to_vec(),
+        serial: vec![],
+    });
+    Ok(all)
 }
 
 pub fn run(args: &Args) -> Result<()> {

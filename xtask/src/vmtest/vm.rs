@@ -81,6 +81,8 @@ pub struct Vm {
     /// Facts a suite's setup hands its scenarios (e.g. the registry address).
     pub vars: std::collections::BTreeMap<String, String>,
     pub boot_time: Duration,
+    /// Run `hull`, `docker` and shells as this (uid, gid), not as root.
+    pub as_user: Option<(u32, u32)>,
     down: bool,
 }
 
@@ -104,6 +106,7 @@ impl Vm {
             env: Vec::new(),
             vars: Default::default(),
             boot_time: Duration::ZERO,
+            as_user: None,
             down: true,
         })
     }
@@ -177,7 +180,26 @@ impl Vm {
             .env("DOCKER_CONFIG", self.home.join("docker-config"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
+        if let Some((uid, gid)) = self.as_user {
+            use std::os::unix::process::CommandExt;
+            // std drops root's supplementary groups when it sets the ids.
+            c.uid(uid).gid(gid).env("HOME", &self.home);
+        }
         c
+    }
+
+    /// From now on, drive this VM as the unprivileged `uid:gid`: its home
+    /// (and the folder around it) becomes theirs.
+    pub fn become_user(&mut self, uid: u32, gid: u32) -> Result<()> {
+        for dir in [self.home.parent(), Some(self.home.as_path())]
+            .into_iter()
+            .flatten()
+        {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", dir.display()))?;
+        }
+        self.as_user = Some((uid, gid));
+        Ok(())
     }
 
     fn finish(&self, mut c: Command, shown: String, timeout: Duration) -> Result<Run> {
