@@ -399,7 +399,7 @@ pub fn status_lists_shares(vm: &Vm) -> Result<()> {
 }
 
 /// The scenarios, once per suite (the names must differ in the report).
-pub const AS_ROOT: &[(&str, fn(&Vm) -> Result<()>)] = &[
+pub const AS_ROOT: &[(&str, super::Par)] = &[
     ("share/root-owned-writable", root_owned_writable),
     ("share/host-edit-visible", host_edit_visible),
     ("share/mknod-no-device", mknod_no_device),
@@ -411,7 +411,7 @@ pub const AS_ROOT: &[(&str, fn(&Vm) -> Result<()>)] = &[
     ("share/status", status_lists_shares),
 ];
 
-pub const AS_USER: &[(&str, fn(&Vm) -> Result<()>)] = &[
+pub const AS_USER: &[(&str, super::Par)] = &[
     ("share-user/root-owned-writable", root_owned_writable),
     ("share-user/host-edit-visible", host_edit_visible),
     ("share-user/mknod-no-device", mknod_no_device),
