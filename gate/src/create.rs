@@ -47,6 +47,10 @@ struct Resolved {
     /// Why the client's path is no host share (None: it is one, or the
     /// path came from the engine).
     not_shared: Option<String>,
+    /// Docker Desktop's "not shared" answer, for a client path in no share
+    /// and outside the VM's system directories (so it can only be meant
+    /// as a host path); ECI's restricted-mount message stays for VM paths.
+    unknown_host_path: Option<String>,
 }
 
 /// The VM path a bind source names before resolution: a client's path in
@@ -81,11 +85,16 @@ async fn resolve_all(
                     Origin::Client => g.settings.not_shared_note(&paths::clean(&given)),
                     Origin::Engine => None,
                 };
+                let unknown_host_path = not_shared
+                    .as_ref()
+                    .filter(|_| !vm_system_path(&paths::clean(&given)) && !vm_system_path(&path))
+                    .map(|_| g.settings.not_shared_message(&paths::clean(&given)));
                 Ok(Resolved {
                     given,
                     path,
                     engine_socket,
                     not_shared,
+                    unknown_host_path,
                 })
             })
             .collect()
@@ -94,7 +103,27 @@ async fn resolve_all(
     .map_err(|e| Reject::plain(StatusCode::INTERNAL_SERVER_ERROR, format!("hull: {e}")))
 }
 
+/// The VM's own system directories: a path under one of them (or `/`)
+/// names the VM, and gets ECI's restricted-mount answer; any other path in
+/// no share (`/home/...`, `/tmp/...`, `/mnt/...`) can only mean the host.
+const VM_SYSTEM_DIRS: &[&str] = &[
+    "bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt", "proc", "run", "sbin",
+    "sys", "usr", "var",
+];
+
+fn vm_system_path(clean: &str) -> bool {
+    let first = clean
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    first.is_empty() || VM_SYSTEM_DIRS.contains(&first)
+}
+
 fn restricted(r: &Resolved) -> Refusal {
+    if let Some(m) = &r.unknown_host_path {
+        return Refusal::forbidden(m.clone());
+    }
     let mut refusal = restricted_mount(&r.given);
     if paths::clean(&r.given) != r.path {
         refusal.message.push_str(&format!(
@@ -382,6 +411,10 @@ mod tests {
         };
         let m = |p: &str| vm_source(&eff, p, Origin::Client);
         assert_eq!(m("/home/me/src"), "/mnt/host/home/me/src");
+        assert!(vm_system_path("/") && vm_system_path("/etc/docker/daemon.json"));
+        assert!(vm_system_path("/var/lib/docker") && vm_system_path("/run"));
+        assert!(!vm_system_path("/home/me/x") && !vm_system_path("/tmp/x"));
+        assert!(!vm_system_path("/etcetera") && !vm_system_path("/mnt/data"));
         assert_eq!(m("/home/me/src/../x"), "/mnt/host/home/me/x");
         assert_eq!(m("/home/me/../../etc"), "/etc");
         assert_eq!(m("/home/meX"), "/home/meX");

@@ -77,8 +77,13 @@ pub fn daemon_json(
         "pidfile": "/run/docker.pid",
         "storage-driver": "overlay2",
         "default-runtime": runtime_name,
+        // Docker Engine's own default (json-file, no rotation): `docker
+        // inspect` shows what it shows elsewhere. The data disk's fixed
+        // size (`hull up --disk-gib`) is what bounds logs and layers.
         "log-driver": "json-file",
-        "log-opts": { "max-size": "10m", "max-file": "3" },
+        // `--add-host x:host-gateway` (and the gate's host.docker.internal)
+        // reach the host: QEMU's gateway forwards to the host's loopback.
+        "host-gateway-ip": crate::net::GATEWAY.to_string(),
         // Containers get 5 s to stop at shutdown so the VM powers off promptly.
         "shutdown-timeout": 5,
         "features": { "buildkit": true },
@@ -120,6 +125,11 @@ mod tests {
         assert_eq!(v["runtimes"]["hull"]["runtimeArgs"][1], "/x");
         assert_eq!(v["builder"]["entitlements"]["network-host"], false);
         assert_eq!(v["hosts"][0], "unix:///run/hull/docker.sock");
+        assert_eq!(v["host-gateway-ip"], "10.0.2.2");
+        assert!(
+            v.get("log-opts").is_none(),
+            "Docker Engine's default log options"
+        );
         let r: serde_json::Value =
             serde_json::from_str(&daemon_json("runc", None, &[], None)).unwrap();
         assert!(r.get("runtimes").is_none());

@@ -29,6 +29,10 @@ pub struct Share {
     pub tag: String,
     pub path: PathBuf,
     pub fs: Fs,
+    /// Directories inside the share to cover (the VM's own home on the
+    /// host): relative, plain names only.
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -80,6 +84,13 @@ fn valid(s: &Share) -> Result<(), String> {
         && s.path != Path::new("/");
     if !normal {
         return Err(format!("bad share path {:?}", s.path));
+    }
+    for h in &s.hidden {
+        let plain =
+            !h.as_os_str().is_empty() && h.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(format!("bad hidden path {h:?} in share {:?}", s.path));
+        }
     }
     Ok(())
 }
@@ -152,6 +163,7 @@ pub fn setup() -> Outcome {
         let r = fs::create_dir_all(&target)
             .map_err(|e| format!("mkdir {}: {e}", target.display()))
             .and_then(|()| mount_one(&s, &target));
+        let r = r.and_then(|()| s.hidden.iter().try_for_each(|h| cover(&target.join(h))));
         match r {
             Ok(()) => {
                 m.mounted = true;
@@ -170,6 +182,9 @@ pub fn setup() -> Outcome {
                 }
             }
             Err(e) => {
+                // Mounted but not covered: take it away again (a no-op
+                // when the mount itself failed).
+                let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
                 o.errors.push(e.clone());
                 m.error = Some(e);
             }
@@ -195,6 +210,26 @@ fn mount_one(s: &Share, target: &Path) -> Result<(), String> {
         data,
     )
     .map_err(|e| format!("{fstype} {} on {}: {e}", s.tag, target.display()))
+}
+
+/// An empty read-only tmpfs over `dir`: containers binding the share get
+/// it too (binds of a share are recursive, and the kernel locks it in their
+/// mount namespace), never what lies beneath. A share whose cover fails
+/// is unmounted again: better no share than the VM's disk in one.
+fn cover(dir: &Path) -> Result<(), String> {
+    let r = mount(
+        Some("hullhidden"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=4k,mode=0555"),
+    );
+    r.map_err(|e| {
+        format!(
+            "covering the VM's own home {} failed ({e}); share not used",
+            dir.display()
+        )
+    })
 }
 
 /// The ids a container's root has in the VM for this check: any range
@@ -350,6 +385,9 @@ mod tests {
             r#"[{"tag":"hullshare0","path":"/a","fs":"virtiofs","extra":1}]"#,
             r#"[{"tag":"hullshare0","path":"/a","fs":"nfs"}]"#,
             r#"[{"tag":"hullshare0","path":"/a"}]"#,
+            r#"[{"tag":"hullshare0","path":"/a","fs":"virtiofs","hidden":["../etc"]}]"#,
+            r#"[{"tag":"hullshare0","path":"/a","fs":"virtiofs","hidden":["/etc"]}]"#,
+            r#"[{"tag":"hullshare0","path":"/a","fs":"virtiofs","hidden":[""]}]"#,
             "not json",
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad}");

@@ -14,7 +14,10 @@
 //!   (the body, `HostConfig`, `NetworkingConfig`, `Mounts[]` and their
 //!   options, `Devices[]`, `LogConfig`), a key that Go would fold onto a
 //!   field but that is not spelt exactly like it is refused (400);
-//! - `HostConfig` fields at the top level of the body are refused (400);
+//! - `HostConfig` fields at the top level of the body are dropped (the
+//!   engine of today ignores them; clients such as some SDKs send a
+//!   top-level `Runtime`), so nothing an engine might merge from them
+//!   arrives unchecked;
 //! - the gate forwards [`CreateRequest::to_bytes`], the re-serialised body,
 //!   never the original bytes, so the engine reads exactly what was
 //!   checked (and the forced `Runtime`).
@@ -232,6 +235,34 @@ fn go_fold(key: &str) -> Option<String> {
 
 /// Refuses keys that Go would map onto one of `fields` without being spelt
 /// exactly like it (see the module docs).
+/// The name containers reach the host by, as under Docker Desktop.
+pub const HOST_ALIAS: &str = "host.docker.internal";
+
+/// Adds `host.docker.internal:host-gateway` to `ExtraHosts` (the engine
+/// resolves `host-gateway` to the address init configured), unless the
+/// client named that host itself, or the container joins another's
+/// network namespace (the engine refuses extra hosts there).
+fn add_host_alias(hc: &mut Map<String, Value>) -> Result<(), Refusal> {
+    let mode = get_str(hc, "NetworkMode", "HostConfig")?.unwrap_or("");
+    if mode.starts_with("container:") || mode == "none" {
+        return Ok(());
+    }
+    let named = get_str_list(hc, "ExtraHosts", "HostConfig")?
+        .iter()
+        .any(|e| e.split([':', '=']).next() == Some(HOST_ALIAS));
+    if named {
+        return Ok(());
+    }
+    let entry = Value::String(format!("{HOST_ALIAS}:host-gateway"));
+    match hc.get_mut("ExtraHosts") {
+        Some(Value::Array(list)) => list.push(entry),
+        _ => {
+            hc.insert("ExtraHosts".into(), Value::Array(vec![entry]));
+        }
+    }
+    Ok(())
+}
+
 fn check_keys(obj: &Map<String, Value>, fields: &[&[&str]], path: &str) -> Result<(), Refusal> {
     for key in obj.keys() {
         let Some(folded) = go_fold(key) else { continue };
@@ -438,20 +469,25 @@ impl CreateRequest {
             return Err(bad("hull: the request body must be a JSON object"));
         };
         check_keys(root, &[CONFIG_FIELDS, WRAPPER_FIELDS], "the request body")?;
-        // Deprecated top-level HostConfig fields: refused rather than merged.
-        for key in root.keys() {
-            if let Some(folded) = go_fold(key) {
-                if HOSTCONFIG_FIELDS
-                    .iter()
-                    .chain(RESOURCES_FIELDS)
-                    .any(|f| f.to_ascii_uppercase() == folded)
-                {
-                    return Err(bad(format!(
-                        "hull: \"{}\" must be inside HostConfig, not at the top level of the request body",
-                        escape_for_message(key)
-                    )));
-                }
-            }
+        // Top-level HostConfig fields (`Runtime`, `Binds`, ...): the engine
+        // ignores them (its wrapper reads HostConfig only), and some
+        // clients send them. They are dropped here, so that whatever an
+        // engine might once have merged from them never reaches it
+        // unchecked.
+        let stray: Vec<String> = root
+            .keys()
+            .filter(|key| {
+                go_fold(key).is_some_and(|folded| {
+                    HOSTCONFIG_FIELDS
+                        .iter()
+                        .chain(RESOURCES_FIELDS)
+                        .any(|f| f.to_ascii_uppercase() == folded)
+                })
+            })
+            .cloned()
+            .collect();
+        for key in &stray {
+            root.remove(key);
         }
         let image = get_str(root, "Image", "the request body")?
             .unwrap_or("")
@@ -463,7 +499,15 @@ impl CreateRequest {
             named_volumes: Vec::new(),
             volumes_from: Vec::new(),
             joins: Vec::new(),
-            notes: Vec::new(),
+            notes: stray
+                .iter()
+                .map(|k| {
+                    format!(
+                        "top-level \"{}\" ignored (the engine reads it only inside HostConfig)",
+                        escape_for_message(k)
+                    )
+                })
+                .collect(),
         };
 
         if let Some(nc) = root.get("NetworkingConfig") {
@@ -498,6 +542,7 @@ impl CreateRequest {
             out.notes
                 .push("HostConfig.UsernsMode \"host\" ignored".into());
         }
+        add_host_alias(hc)?;
         out.body = body;
         Ok(out)
     }
@@ -1232,6 +1277,34 @@ mod tests {
     }
 
     #[test]
+    fn containers_reach_the_host_by_name() {
+        let hosts = |body: Value| -> Value {
+            let r = parse(body).unwrap();
+            let fwd: Value = serde_json::from_slice(&r.to_bytes()).unwrap();
+            fwd["HostConfig"]["ExtraHosts"].clone()
+        };
+        assert_eq!(
+            hosts(json!({"Image": "x"})),
+            json!(["host.docker.internal:host-gateway"])
+        );
+        assert_eq!(
+            hosts(json!({"Image": "x", "HostConfig": {"ExtraHosts": ["a:1.2.3.4"]}})),
+            json!(["a:1.2.3.4", "host.docker.internal:host-gateway"])
+        );
+        // The client's own mapping wins; joined namespaces get none.
+        assert_eq!(
+            hosts(
+                json!({"Image": "x", "HostConfig": {"ExtraHosts": ["host.docker.internal=5.6.7.8"]}})
+            ),
+            json!(["host.docker.internal=5.6.7.8"])
+        );
+        assert_eq!(
+            hosts(json!({"Image": "x", "HostConfig": {"NetworkMode": "container:abc"}})),
+            Value::Null
+        );
+    }
+
+    #[test]
     fn runtime_is_forced() {
         let r = parse(json!({"Image": "busybox"})).unwrap();
         assert_eq!(r.body()["HostConfig"]["Runtime"], "hull");
@@ -1652,14 +1725,20 @@ mod tests {
     }
 
     #[test]
-    fn top_level_host_config_fields_refused() {
-        for body in [
-            r#"{"Image": "x", "Binds": ["/:/host"]}"#,
-            r#"{"Image": "x", "PidMode": "host"}"#,
-            r#"{"Image": "x", "Memory": 1}"#,
-            r#"{"Image": "x", "privileged": true}"#,
+    fn top_level_host_config_fields_are_dropped_as_the_engine_ignores_them() {
+        for (body, key) in [
+            (r#"{"Image": "x", "Binds": ["/:/host"]}"#, "Binds"),
+            (r#"{"Image": "x", "PidMode": "host"}"#, "PidMode"),
+            (r#"{"Image": "x", "Memory": 1}"#, "Memory"),
+            (r#"{"Image": "x", "privileged": true}"#, "privileged"),
+            (r#"{"Image": "x", "Runtime": "runc"}"#, "Runtime"),
         ] {
-            assert_eq!(parse_str(body).unwrap_err().status.code(), 400, "{body}");
+            let r = parse_str(body).unwrap();
+            let fwd: Value = serde_json::from_slice(&r.to_bytes()).unwrap();
+            assert!(fwd.get(key).is_none(), "{body} forwarded {fwd}");
+            assert!(r.binds.is_empty() && r.joins.is_empty(), "{body}");
+            assert_eq!(fwd["HostConfig"]["Runtime"], "hull");
+            assert!(r.notes.iter().any(|n| n.contains(key)), "{:?}", r.notes);
         }
         assert!(parse_str(r#"{"Image": "x", "Cpuset": "0"}"#).is_ok());
     }

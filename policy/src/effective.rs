@@ -188,8 +188,8 @@ pub fn merge(admin: Option<&AdminSettings>, user: Option<&UserSettings>) -> Effe
 /// - `blockDockerLoad` has its own lock.
 /// - `filesharingAllowedDirectories` always binds: user directories outside
 ///   it are ignored (and listed). Without a user list, the admin's
-///   `sharedByDefault` directories are shared, or `$HOME` when the admin set
-///   no list.
+///   `sharedByDefault` directories are shared, or (Docker Desktop's
+///   defaults) `$HOME`, `/tmp` and `$TMP` when the admin set no list.
 /// - Defaults: isolation on, no image may mount the socket, no derived
 ///   images, an empty deny-list, `docker load` allowed, roots
 ///   [`DEFAULT_MOUNT_ROOTS`].
@@ -292,11 +292,16 @@ pub fn merge_with(
                     );
                 }
             }
-            None => add(
-                expand("$HOME", host),
-                Source::Default,
-                &mut shared_directories,
-            ),
+            // Docker Desktop's defaults on a Linux host: the home, /tmp,
+            // and the temporary directory when it is elsewhere.
+            None => {
+                for d in ["$HOME", "/tmp", "$TMP"] {
+                    let path = expand(d, host);
+                    if path.starts_with('/') {
+                        add(path, Source::Default, &mut shared_directories);
+                    }
+                }
+            }
         },
     }
 
@@ -427,13 +432,9 @@ impl Effective {
 }
 
 impl Effective {
-    /// Why a client's host path cannot be bound, when it lies in no shared
-    /// directory: names the settings that decide it, so the user knows
-    /// what to change (or whom to ask).
-    pub fn not_shared_note(&self, host_path: &str) -> Option<String> {
-        if self.vm_path_for_host_path(host_path).is_some() {
-            return None;
-        }
+    /// The settings that decide what is shared, for messages:
+    /// `filesharingDirectories: a, b; the admin's filesharingAllowedDirectories: c`.
+    fn sharing_summary(&self) -> String {
         let list = |v: Vec<&str>| {
             if v.is_empty() {
                 "none".to_string()
@@ -454,10 +455,32 @@ impl Effective {
                 list(a.iter().map(|d| d.path.as_str()).collect())
             ),
         };
+        format!("filesharingDirectories: {shared}{allowed}")
+    }
+
+    /// Why a client's host path cannot be bound, when it lies in no shared
+    /// directory: names the settings that decide it, so the user knows
+    /// what to change (or whom to ask). For a path that is also a VM path,
+    /// after ECI's restricted-mount message.
+    pub fn not_shared_note(&self, host_path: &str) -> Option<String> {
+        if self.vm_path_for_host_path(host_path).is_some() {
+            return None;
+        }
         Some(format!(
-            "{} is not in a directory shared with the VM (filesharingDirectories: {shared}{allowed})",
-            crate::json::escape_for_message(host_path)
+            "{} is not in a directory shared with the VM ({})",
+            crate::json::escape_for_message(host_path),
+            self.sharing_summary()
         ))
+    }
+
+    /// Docker Desktop's kind of answer for a host path that is not shared
+    /// and means nothing in the VM either, with how to share it.
+    pub fn not_shared_message(&self, host_path: &str) -> String {
+        format!(
+            "mounts denied: the path {} is not shared from the host and is not known to Docker; share it by adding it (or a directory above it) to filesharingDirectories in hull's settings.json, then `hull down` and `hull up` ({})",
+            crate::json::escape_for_message(host_path),
+            self.sharing_summary()
+        )
     }
 }
 
@@ -524,8 +547,32 @@ mod tests {
         assert!(!e.allow_derived_images.value);
         assert_eq!(e.command_list.value.kind, ListType::Deny);
         assert_eq!(e.mount_roots.value, DEFAULT_MOUNT_ROOTS);
-        assert_eq!(e.shared_directories[0].value, "$HOME");
+        // No host context: nothing to expand, so only /tmp.
+        let dirs = |e: &Effective| -> Vec<String> {
+            e.shared_directories
+                .iter()
+                .map(|d| d.value.clone())
+                .collect()
+        };
+        assert_eq!(dirs(&e), ["/tmp"]);
         assert!(e.ignored.is_empty());
+        // Docker Desktop's defaults: home, /tmp, and $TMP when elsewhere.
+        let host = |tmp: &str| HostContext {
+            home: Some("/home/me".into()),
+            tmp: Some(tmp.into()),
+        };
+        assert_eq!(
+            dirs(&merge_with(None, None, &host("/tmp"))),
+            ["/home/me", "/tmp"]
+        );
+        assert_eq!(
+            dirs(&merge_with(None, None, &host("/var/tmp/me"))),
+            ["/home/me", "/tmp", "/var/tmp/me"]
+        );
+        assert!(merge_with(None, None, &host("/tmp"))
+            .shared_directories
+            .iter()
+            .all(|d| d.source == Source::Default));
     }
 
     #[test]

@@ -21,6 +21,21 @@ const ALLOWED: &[(&str, Kind)] = &[
     ("max-concurrent-downloads", Kind::Count),
     ("max-concurrent-uploads", Kind::Count),
     ("default-address-pools", Kind::Pools),
+    // json-file's own options (hull keeps the log driver): rotation,
+    // compression and the metadata it records.
+    ("log-opts", Kind::LogOpts),
+];
+
+/// The json-file options a user may set in `log-opts`.
+const LOG_OPTS: &[&str] = &[
+    "max-size",
+    "max-file",
+    "compress",
+    "labels",
+    "labels-regex",
+    "env",
+    "env-regex",
+    "tag",
 ];
 
 #[derive(Clone, Copy)]
@@ -30,6 +45,7 @@ enum Kind {
     LogLevel,
     Count,
     Pools,
+    LogOpts,
 }
 
 fn err(n: &Node, path: &str, message: impl Into<String>) -> SettingsError {
@@ -117,6 +133,22 @@ fn check(kind: Kind, n: &Node, path: &str) -> Result<(), SettingsError> {
             }
             Ok(())
         }
+        (Kind::LogOpts, NodeValue::Object(members)) => {
+            for (k, v) in members {
+                if !LOG_OPTS.contains(&k.as_str()) {
+                    return Err(err(
+                        v,
+                        &format!("{path}.{k}"),
+                        format!(
+                            "is not a json-file log option hull allows ({})",
+                            LOG_OPTS.join(", ")
+                        ),
+                    ));
+                }
+                short_string(v, &format!("{path}.{k}"))?;
+            }
+            Ok(())
+        }
         (_, v) => Err(err(n, path, format!("unexpected {}", v.kind()))),
     }
 }
@@ -176,6 +208,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m["insecure-registries"][0], "10.0.2.2:5000");
+        let m = parse_engine(br#"{"log-opts": {"max-size": "10m", "max-file": "3"}}"#).unwrap();
+        assert_eq!(m["log-opts"]["max-file"], "3");
+    }
+
+    #[test]
+    fn log_opts_are_json_file_options_only() {
+        // syslog-address and fluentd-address would make dockerd open VM
+        // sockets; a number is not what dockerd reads.
+        for bad in [
+            r#"{"log-opts": {"syslog-address": "unix:///run/hull/docker.sock"}}"#,
+            r#"{"log-opts": {"max-size": 10}}"#,
+            r#"{"log-opts": ["max-size"]}"#,
+        ] {
+            let e = parse_engine(bad.as_bytes()).unwrap_err();
+            assert!(e.path.starts_with("log-opts"), "{bad}: {e}");
+        }
     }
 
     #[test]

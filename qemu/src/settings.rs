@@ -198,11 +198,15 @@ pub fn write_shares(home: &Home, bench_9p: &[PathBuf]) -> Result<Vec<HostShare>>
         Ok(b) => Effective::from_json(&b).ok(),
         Err(_) => None,
     };
-    let wanted = eff
+    let mut wanted: Vec<(PathBuf, ShareFs)> = eff
         .iter()
         .flat_map(|e| e.shared_directories.iter())
         .map(|d| (PathBuf::from(&d.value), ShareFs::Virtiofs))
-        .chain(bench_9p.iter().map(|p| (p.clone(), ShareFs::NineP)));
+        .collect();
+    // A directory inside another share is visible through it already (one
+    // virtiofsd serves both): parents first, nested ones dropped.
+    wanted.sort_by_key(|(p, _)| p.components().count());
+    wanted.extend(bench_9p.iter().map(|p| (p.clone(), ShareFs::NineP)));
     let mut out: Vec<HostShare> = Vec::new();
     for (p, fs) in wanted {
         if !p.is_absolute() || !p.is_dir() {
@@ -212,11 +216,31 @@ pub fn write_shares(home: &Home, bench_9p: &[PathBuf]) -> Result<Vec<HostShare>>
             );
             continue;
         }
+        if fs == ShareFs::Virtiofs && out.iter().any(|s| p.starts_with(&s.path)) {
+            continue;
+        }
         out.push(HostShare {
             tag: crate::shares::tag(out.len()),
             path: p,
             fs,
+            hidden: Vec::new(),
         });
+    }
+    // The VM's own disk and sockets would be reachable (and writable) by
+    // any container that binds the share: the VM covers them.
+    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let home_dir = real(&home.dir);
+    for s in out.iter_mut().filter(|s| s.fs == ShareFs::Virtiofs) {
+        if let Ok(rel) = home_dir.strip_prefix(real(&s.path)) {
+            if !rel.as_os_str().is_empty() {
+                s.hidden.push(rel.to_path_buf());
+            } else {
+                bail!(
+                    "the shared directory {} is this VM's home itself; share a directory that does not hold it",
+                    s.path.display()
+                );
+            }
+        }
     }
     std::fs::write(home.shares_map(), serde_json::to_vec(&out)?)
         .with_context(|| home.shares_map().display().to_string())?;

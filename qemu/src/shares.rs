@@ -51,6 +51,11 @@ pub struct HostShare {
     pub tag: String,
     pub path: PathBuf,
     pub fs: ShareFs,
+    /// Directories inside the share (relative) that the VM covers with an
+    /// empty read-only mount: this VM's own home, when it lies inside, so
+    /// that no container reaches the VM's disk or sockets through a share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<PathBuf>,
 }
 
 /// The device tag of the `i`th shared directory.
@@ -158,6 +163,7 @@ mod tests {
             tag: tag(1),
             path: "/a".into(),
             fs: ShareFs::NineP,
+            hidden: vec![],
         };
         let j = serde_json::to_string(&s).unwrap();
         assert_eq!(j, r#"{"tag":"hullshare1","path":"/a","fs":"9p"}"#);

@@ -431,9 +431,15 @@ fn spec_mount(
             Kind::File
         };
         let target = safepath::ensure(root, dest, kind, ids)?;
+        // A host share is always bound with what the VM mounted inside it:
+        // init covers the VM's own home there, and a non-recursive bind
+        // would show what lies beneath the cover.
+        let share = nix::sys::statfs::fstatfs(src.as_fd())
+            .map(|f| f.filesystem_type().0 == FUSE_SUPER_MAGIC)
+            .ctx(|| format!("statfs bind source {}", src_path.display()))?;
         let tree = idmapped_clone(
             src.as_fd(),
-            p.recursive,
+            p.recursive || share,
             p.attrs,
             ctx.userns,
             &format!("bind {}", src_path.display()),

@@ -5,6 +5,7 @@
 
 pub mod boot;
 mod conformance;
+mod defaults;
 mod engine;
 mod escapes;
 pub mod images;
@@ -265,6 +266,8 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
         },
     ];
     all[0].parallel.extend(shares::AS_ROOT.iter().copied());
+    // The eci suite's user has no settings file: Docker Desktop's defaults.
+    all[1].parallel.extend(defaults::SCENARIOS.iter().copied());
     all.push(Suite {
         name: "share-user",
         up_args: vec![],

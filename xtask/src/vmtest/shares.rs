@@ -350,9 +350,10 @@ pub fn symlink_stays_in_container(vm: &Vm) -> Result<()> {
 }
 
 /// A host path outside the shared directories is refused, naming the path
-/// and the setting. In the share-user suite, a directory the user asked to
-/// share that the admin's filesharingAllowedDirectories does not allow is
-/// not shared at all, and refused the same way.
+/// and the setting (Docker Desktop's "not shared" answer; a VM path keeps
+/// ECI's). In the share-user suite, a directory the user asked to share
+/// that the admin's filesharingAllowedDirectories does not allow is not
+/// shared at all, and refused the same way, naming the admin's list.
 pub fn outside_refused(vm: &Vm) -> Result<()> {
     let share = PathBuf::from(vm.var("share")?);
     let not_shared = share
@@ -368,9 +369,14 @@ pub fn outside_refused(vm: &Vm) -> Result<()> {
         let p = p.display().to_string();
         let r = vm.docker(&["run", "--rm", "-v", &format!("{p}:/x"), "busybox", "true"])?;
         r.failure_with(&format!(
-            "can't mount {p} because it's configured as a restricted host mount: {p} is not in a directory shared with the VM (filesharingDirectories: "
+            "mounts denied: the path {p} is not shared from the host and is not known to Docker; share it by adding it (or a directory above it) to filesharingDirectories"
         ))?;
     }
+    // A VM path keeps ECI's answer, and says what is shared.
+    let r = vm.docker(&["run", "--rm", "-v", "/etc/hostname:/x", "busybox", "true"])?;
+    r.failure_with(
+        "can't mount /etc/hostname because it's configured as a restricted host mount: /etc/hostname is not in a directory shared with the VM (filesharingDirectories: ",
+    )?;
     if let Ok(d) = vm.var("denied") {
         let r = vm.docker(&["run", "--rm", "-v", &format!("{d}:/x"), "busybox", "true"])?;
         r.failure_with(&format!(

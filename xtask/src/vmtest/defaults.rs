@@ -1,0 +1,210 @@
+//! Issue 16, the parts a Docker Desktop user meets without configuring
+//! anything: Docker Desktop's default shares (`$HOME`, `/tmp`), its answer
+//! for a path that is not shared, `host.docker.internal`, a client's
+//! top-level `Runtime`, and Docker Engine's own defaults. These run in the
+//! eci suite, whose user has no settings file of their own (so the
+//! defaults are in force).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use anyhow::{ensure, Context, Result};
+
+use super::vm::Vm;
+
+/// `-v /tmp/...:/x` works with no settings: /tmp is shared by default, and
+/// the container's files are root's inside and the host user's outside.
+pub fn tmp_shared(vm: &Vm) -> Result<()> {
+    let dir = PathBuf::from(format!("/tmp/hull-desktop-tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let r = vm
+        .docker(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{}:/x", dir.display()),
+            "busybox",
+            "sh",
+            "-c",
+            "echo from-container > /x/f && ls -ln /x/f",
+        ])?
+        .success()?;
+    let fields: Vec<&str> = r.out().split_whitespace().collect();
+    ensure!(
+        fields.get(2..4) == Some(&["0", "0"][..]),
+        "/x/f is not root's inside: {r}"
+    );
+    let m = std::fs::metadata(dir.join("f")).context("the file never reached the host")?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    ensure!(m.uid() == me, "owned by {} on the host, not {me}", m.uid());
+    let _ = std::fs::remove_dir_all(&dir);
+    let st = vm.hull_cmd(&["status"])?.success()?;
+    ensure!(
+        st.stdout.contains("/tmp -> /mnt/host/tmp (virtiofs"),
+        "/tmp is not among the shares: {st}"
+    );
+    Ok(())
+}
+
+/// A host path in no share gets Docker Desktop's answer, with the setting
+/// to change; a VM path keeps ECI's.
+pub fn not_shared_message(vm: &Vm) -> Result<()> {
+    let p = format!("/srv/hull-not-shared-{}", std::process::id());
+    vm.docker(&["run", "--rm", "-v", &format!("{p}:/x"), "busybox", "true"])?
+        .failure_with(&format!(
+            "mounts denied: the path {p} is not shared from the host and is not known to Docker; share it by adding it (or a directory above it) to filesharingDirectories"
+        ))?;
+    vm.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "/etc/docker/daemon.json:/x",
+        "busybox",
+        "true",
+    ])?
+    .failure_with(
+        "can't mount /etc/docker/daemon.json because it's configured as a restricted host mount",
+    )?;
+    Ok(())
+}
+
+/// A container reaches a server on the host's 127.0.0.1 as
+/// `host.docker.internal`.
+pub fn host_docker_internal(vm: &Vm) -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let token = format!("hull-host-{}", std::process::id());
+    let body = token.clone();
+    let server = std::thread::spawn(move || -> Result<usize> {
+        listener.set_nonblocking(false)?;
+        let (mut c, _) = listener.accept()?;
+        let mut req = [0u8; 2048];
+        let n = c.read(&mut req)?;
+        let resp = format!(
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        c.write_all(resp.as_bytes())?;
+        Ok(n)
+    });
+    let r = vm.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "grep host.docker.internal /etc/hosts; wget -qO- -T 20 http://host.docker.internal:{port}/"
+        ),
+    ])?;
+    // Unblock the server if the container never came (the test then fails).
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    let _ = server.join();
+    let r = r.success()?;
+    ensure!(
+        r.out().contains("10.0.2.2") && r.out().contains("host.docker.internal"),
+        "/etc/hosts has no host.docker.internal -> 10.0.2.2: {r}"
+    );
+    ensure!(
+        r.out().ends_with(&token),
+        "the host's server did not answer: {r}"
+    );
+    Ok(())
+}
+
+/// A client that sends a top-level `Runtime` (dockerd ignores it) gets its
+/// container, run by hull-runtime all the same.
+pub fn top_level_runtime(vm: &Vm) -> Result<()> {
+    let name = format!("hull-toplevel-runtime-{}", std::process::id());
+    let body = r#"{"Image":"busybox","Cmd":["true"],"Runtime":"runc"}"#;
+    let r = vm
+        .sh(&format!(
+            "curl -s -w '\\n%{{http_code}}' --unix-socket {sock} -H 'Content-Type: application/json' -d '{body}' 'http://docker/v1.43/containers/create?name={name}'",
+            sock = vm.home.join("docker.sock").display()
+        ))?
+        .success()?;
+    ensure!(
+        r.out().ends_with("201"),
+        "create with a top-level Runtime: {r}"
+    );
+    let rt = vm
+        .docker(&["inspect", "-f", "{{.HostConfig.Runtime}}", &name])?
+        .success()?;
+    let _ = vm.docker(&["rm", "-f", &name]);
+    ensure!(rt.out() == "hull", "runtime {rt}");
+    Ok(())
+}
+
+/// Containers get Docker Engine's log configuration (json-file, no
+/// options) when nobody asked for another.
+pub fn engine_log_defaults(vm: &Vm) -> Result<()> {
+    let name = format!("hull-logdefaults-{}", std::process::id());
+    vm.docker(&["create", "--name", &name, "busybox", "true"])?
+        .success()?;
+    let r = vm.docker(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &name]);
+    let _ = vm.docker(&["rm", "-f", &name]);
+    let r = r?.success()?;
+    ensure!(
+        r.out() == r#"{"Type":"json-file","Config":{}}"#,
+        "log configuration differs from Docker Engine's: {r}"
+    );
+    Ok(())
+}
+
+/// The VM's own home lies in a default share here (`/tmp`): a container
+/// that binds the share, recursively or not, privileged or not, finds an
+/// empty read-only directory in its place, never the VM's disk or sockets.
+pub fn vm_home_covered(vm: &Vm) -> Result<()> {
+    let home = vm.home.canonicalize()?;
+    ensure!(
+        home.join("data.qcow2").exists() && home.join("state.json").exists(),
+        "the VM's disk and state are not where the test looks: {}",
+        home.display()
+    );
+    let rel = home
+        .strip_prefix("/tmp")
+        .context("the test VM's home is not under /tmp")?
+        .display()
+        .to_string();
+    let script = format!(
+        "ls -A /t/{rel} | wc -l; cat /t/{rel}/state.json; touch /t/{rel}/x; \
+         umount /t/{rel} || umount -l /t/{rel}; ls -A /t/{rel} | wc -l"
+    );
+    for how in [
+        vec!["-v", "/tmp:/t"],
+        vec![
+            "--mount",
+            "type=bind,src=/tmp,dst=/t,bind-recursive=disabled",
+        ],
+    ] {
+        let mut args = vec!["run", "--rm", "--privileged"];
+        args.extend(how.iter().copied());
+        args.extend(["busybox", "sh", "-c", &script]);
+        let r = vm.docker(&args)?;
+        let counts: Vec<&str> = r.stdout.split_whitespace().collect();
+        ensure!(
+            counts == ["0", "0"],
+            "the VM's home is not empty inside: {r}"
+        );
+        for want in [
+            format!("cat: can't open '/t/{rel}/state.json': No such file or directory"),
+            format!("touch: /t/{rel}/x: Read-only file system"),
+            "umount: can't unmount".to_string(),
+        ] {
+            ensure!(r.stderr.contains(&want), "expected {want:?}: {r}");
+        }
+    }
+    Ok(())
+}
+
+pub const SCENARIOS: &[(&str, super::Par)] = &[
+    ("desktop/vm-home-covered", vm_home_covered),
+    ("desktop/tmp-shared", tmp_shared),
+    ("desktop/not-shared-message", not_shared_message),
+    ("desktop/host-docker-internal", host_docker_internal),
+    ("desktop/top-level-runtime", top_level_runtime),
+    ("desktop/engine-log-defaults", engine_log_defaults),
+];
