@@ -490,6 +490,15 @@ fn run(args: &[String]) -> i32 {
             let body = arg(args, 5).unwrap_or("");
             http(sock, method, target, body)
         }
+        "tcp-get" => {
+            // tcp-get <ip:port> <path>: an HTTP/1.0 GET without any name
+            // lookup (the test image's static busybox cannot resolve
+            // names); prints the body.
+            let (Some(addr), Some(path)) = (arg(args, 2), arg(args, 3)) else {
+                return 2;
+            };
+            tcp_get(addr, path)
+        }
         "toctou" => {
             let (Some(mode), Some(n), Some(a), Some(b)) =
                 (arg(args, 2), arg(args, 3), arg(args, 4), arg(args, 5))
@@ -521,6 +530,42 @@ fn run(args: &[String]) -> i32 {
 /// One HTTP/1.1 request on a unix socket. `body` `@<file>` sends that
 /// file's bytes as a tar (a build context). A connection or write that
 /// fails is FAILED (exit 2): no answer is not a refusal.
+fn tcp_get(addr: &str, path: &str) -> i32 {
+    use std::io::{Read, Write};
+    let Ok(sa) = addr.parse::<std::net::SocketAddr>() else {
+        println!("FAILED {addr} is not ip:port");
+        return 2;
+    };
+    let mut s = match std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(20))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            println!("FAILED connect {addr}: {e}");
+            return 1;
+        }
+    };
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut resp = Vec::new();
+    if let Err(e) = s
+        .write_all(req.as_bytes())
+        .and_then(|()| s.read_to_end(&mut resp))
+    {
+        println!("FAILED {addr}: {e}");
+        return 1;
+    }
+    let text = String::from_utf8_lossy(&resp);
+    match text.split_once("\r\n\r\n") {
+        Some((_, body)) => {
+            println!("{body}");
+            0
+        }
+        None => {
+            println!("FAILED no HTTP answer from {addr}");
+            1
+        }
+    }
+}
+
 fn http(sock: &str, method: &str, target: &str, body: &str) -> i32 {
     use std::io::{Read, Write};
     let (bytes, ctype) = match body.strip_prefix('@') {
