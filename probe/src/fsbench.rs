@@ -6,8 +6,9 @@
 //! is removed again.
 //!
 //! Phases:
-//! - `fs`: the file system `<dir>` is on (statfs magic), so the caller can
-//!   check it measured the place it meant to.
+//! - `fs`: the file system mounted at `<dir>` (`type`, from mountinfo; 9p's
+//!   `statfs` magic is the host file system's), so the caller can check it
+//!   measured the place it meant to.
 //! - `small_files`: N files of 100 bytes, phase by phase: create+write+close
 //!   of all, then an lstat of each, then an unlink of each (`total_s` is the
 //!   sum; each phase is timed alone too).
@@ -51,10 +52,41 @@ fn at<T>(phase: &'static str, what: &Path, r: std::io::Result<T>) -> Result<T, F
 }
 
 fn all(dir: &Path, files: usize, mib: usize) -> Result<(), Failed> {
-    println!("FSBENCH fs type={}", fs_type(dir).map_err(|e| ("fs", e))?);
+    println!(
+        "FSBENCH fs type={} statfs={}",
+        mount_type(dir).map_err(|e| ("fs", e))?,
+        fs_type(dir).map_err(|e| ("fs", e))?
+    );
     small_files(dir, files)?;
     stat_storm(dir, files)?;
     sequential(dir, mib)
+}
+
+/// The file-system type of the mount `dir` is on, from /proc/self/mountinfo
+/// (the longest mount point above it, the last one mounted there): 9p's
+/// statfs answers with the host file system's magic, so statfs alone cannot
+/// tell.
+fn mount_type(dir: &Path) -> Result<String, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    let mut best: Option<(usize, &str)> = None;
+    for l in info.lines() {
+        let (Some(point), Some(ty)) = (
+            l.split(' ').nth(4),
+            l.split(" - ").nth(1).and_then(|r| r.split(' ').next()),
+        ) else {
+            continue;
+        };
+        let point = Path::new(point);
+        if dir.starts_with(point) {
+            let depth = point.components().count();
+            if best.is_none_or(|(d, _)| depth >= d) {
+                best = Some((depth, ty));
+            }
+        }
+    }
+    best.map(|(_, t)| t.to_string())
+        .ok_or_else(|| format!("no mount above {} in /proc/self/mountinfo", dir.display()))
 }
 
 fn fs_type(dir: &Path) -> Result<String, String> {

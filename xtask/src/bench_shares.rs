@@ -21,7 +21,7 @@ use crate::vmtest::{self, vm::Vm};
 /// One place the load runs in.
 struct Place {
     label: &'static str,
-    /// What `statfs` must say `/w` is, or the run measured the wrong thing.
+    /// What mountinfo must say `/w` is, or the run measured the wrong thing.
     fs: &'static str,
     source: String,
 }
@@ -120,7 +120,7 @@ pub fn run(hull: &Path, image: &Path, files: usize, mib: usize) -> Result<Vec<Me
     let places = [
         Place {
             label: "virtiofs share",
-            fs: "fuse",
+            fs: "virtiofs",
             source: vfs.display().to_string(),
         },
         Place {
