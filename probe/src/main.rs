@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 
+mod fsbench;
 mod kernel;
 mod races;
 
@@ -519,6 +520,19 @@ fn run(args: &[String]) -> i32 {
         "exe-race" => {
             let secs = arg(args, 2).and_then(|v| v.parse().ok()).unwrap_or(60);
             races::exe_race(secs, arg(args, 3).unwrap_or("/tmp/stop"))
+        }
+        "fsbench" => {
+            // fsbench <dir> <files> <mib>: not an attempt but the timed
+            // file-system load of `cargo xtask bench` (fsbench.rs).
+            let (Some(dir), Some(files), Some(mib)) = (
+                arg(args, 2),
+                arg(args, 3).and_then(|v| v.parse().ok()),
+                arg(args, 4).and_then(|v| v.parse().ok()),
+            ) else {
+                eprintln!("usage: hull-probe fsbench <dir> <files> <mib>");
+                return 2;
+            };
+            fsbench::run(dir, files, mib)
         }
         _ => {
             eprintln!("unknown test {cmd}");

@@ -16,6 +16,8 @@ use crate::{paths, vm};
 
 #[path = "kernel_bench.rs"]
 mod kernel_options;
+#[path = "bench_shares.rs"]
+mod shares;
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -55,6 +57,17 @@ pub struct Args {
     /// With --kernel-options: timed `docker run`s per boot.
     #[arg(long, default_value_t = 5)]
     pub docker_runs: usize,
+    /// Only the file-sharing figures (virtiofs share, named volume, 9p
+    /// share; one boot): no other VM figure and no host tier. The normal
+    /// bench runs them too, in a boot of their own.
+    #[arg(long, conflicts_with_all = ["no_vm", "kernel_options"])]
+    pub shares_only: bool,
+    /// Files of the small-file load and of the stat storm.
+    #[arg(long, default_value_t = 10_000)]
+    pub share_files: usize,
+    /// MiB of the sequential write and read.
+    #[arg(long, default_value_t = 1024)]
+    pub share_mib: usize,
 }
 
 #[derive(Serialize, Clone)]
@@ -108,6 +121,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.no_vm {
         skipped.insert("vm".into(), json!("--no-vm given"));
     } else {
+        let mut shares_failed = None;
         let r = (|| -> Result<()> {
             let image = match &args.image {
                 Some(i) => i.clone(),
@@ -126,8 +140,16 @@ pub fn run(args: &Args) -> Result<()> {
                 metrics.extend(m);
                 kernel_table = Some(t);
             } else {
-                metrics.extend(boot_metrics(args, &vmargs, &image)?);
-                metrics.extend(vm_metrics(args, &hull, &image)?);
+                if !args.shares_only {
+                    metrics.extend(boot_metrics(args, &vmargs, &image)?);
+                    metrics.extend(vm_metrics(args, &hull, &image)?);
+                }
+                // Its own boot (the shares are settings of that boot) and
+                // its own verdict, so a failure here keeps the figures above.
+                match shares::run(&hull, &image, args.share_files, args.share_mib) {
+                    Ok(m) => metrics.extend(m),
+                    Err(e) => shares_failed = Some(format!("{e:#}")),
+                }
             }
             Ok(())
         })();
@@ -136,8 +158,22 @@ pub fn run(args: &Args) -> Result<()> {
             skipped.insert("vm".into(), json!(format!("failed: {e:#}")));
             failed.push("vm");
         }
+        if let Some(e) = shares_failed {
+            eprintln!("[bench] VM shares FAILED: {e}");
+            skipped.insert("vm/shares".into(), json!(format!("failed: {e}")));
+            failed.push("vm/shares");
+        }
     }
-    if args.kernel_options {
+    if args.shares_only {
+        skipped.insert(
+            "host".into(),
+            json!("--shares-only measures the file shares only"),
+        );
+        skipped.insert(
+            "vm/other".into(),
+            json!("--shares-only: no boot, channel or runtime figures"),
+        );
+    } else if args.kernel_options {
         skipped.insert(
             "host".into(),
             json!("--kernel-options measures the VM only"),
