@@ -17,7 +17,7 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The plugin behind `docker <sub>` runs for this VM's CLI environment, or
 /// the scenario fails naming what installs it.
-fn require_plugin(vm: &Vm, sub: &str) -> Result<()> {
+pub(super) fn require_plugin(vm: &Vm, sub: &str) -> Result<()> {
     let r = vm.docker(&[sub, "version"])?;
     if !r.ok() {
         bail!(
@@ -302,7 +302,7 @@ pub fn buildkit_entitlements_refused(vm: &Vm) -> Result<()> {
         for (args, want) in [
             (
                 vec!["buildx", "build", &host_net],
-                "network.host is not allowed",
+                "failed to load LLB: network.host is not allowed",
             ),
             (
                 vec!["buildx", "build", "--allow", "network.host", &host_net],
