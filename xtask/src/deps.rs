@@ -56,6 +56,7 @@ pub fn run() -> Result<()> {
     rust_components(&sh)?;
     cargo_fuzz(&sh)?;
     docker_cli(&sh)?;
+    crate::plugins::install(&sh)?;
     tools()?;
     test_user(&sh)?;
     eprintln!("[deps] all present");

@@ -6,6 +6,7 @@ mod deps;
 mod fuzz;
 mod kernel;
 mod paths;
+mod plugins;
 mod repro;
 mod testing;
 mod vm;

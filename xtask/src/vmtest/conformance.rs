@@ -237,7 +237,8 @@ pub fn s5_masked_paths(vm: &Vm) -> Result<()> {
     Ok(())
 }
 
-/// §6: the runtime cannot be chosen; `docker build --network=host` is refused.
+/// §6: the runtime cannot be chosen; `docker build --network=host` is
+/// refused, by the classic builder and by BuildKit.
 pub fn s6_runtime_and_build(vm: &Vm) -> Result<()> {
     let id = vm
         .docker(&["create", "--runtime=runc", "busybox", "true"])?
@@ -249,11 +250,22 @@ pub fn s6_runtime_and_build(vm: &Vm) -> Result<()> {
         .success()?;
     vm.docker(&["rm", &id])?.success()?;
     ensure!(rt.out() == "hull", "--runtime=runc was honoured: {rt}");
+    super::desktop::require_plugin(vm, "buildx")?;
     let dir = super::boot::tempdir()?;
     std::fs::write(dir.join("Dockerfile"), "FROM busybox\nRUN true\n")?;
-    let r = vm.docker(&["build", "--network=host", &dir.display().to_string()]);
+    let ctx = dir.display().to_string();
+    // The classic builder's `POST /build` is refused by the gate; BuildKit
+    // (`docker build` once buildx is installed) gets the entitlement
+    // inside gRPC, which the engine refuses (init's daemon.json).
+    let classic = vm.sh(&format!(
+        "DOCKER_BUILDKIT=0 docker build --network=host {ctx}"
+    ));
+    let buildkit = vm.docker(&["buildx", "build", "--network=host", &ctx]);
     let _ = std::fs::remove_dir_all(&dir);
-    r?.failure_with("hull: docker build --network=host is not allowed")?;
+    classic?.failure_with("hull: docker build --network=host is not allowed")?;
+    buildkit?.failure_with(
+        "granting entitlement network.host is not allowed by build daemon configuration",
+    )?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 pub mod boot;
 mod conformance;
 mod defaults;
+mod desktop;
 mod engine;
 mod escapes;
 pub mod images;
@@ -227,6 +228,15 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                 ("redteam/27-bind-swap", redteam_runtime::bind_swap),
                 ("redteam/28-seccomp-widen", redteam_runtime::seccomp_widen),
                 ("redteam/29-exec-cgroup", redteam_runtime::exec_cgroup),
+                ("desktop/compose-up-build", desktop::compose_up_build),
+                (
+                    "desktop/buildx-multistage-cache",
+                    desktop::buildx_multistage_cache,
+                ),
+                (
+                    "desktop/buildkit-entitlements-refused",
+                    desktop::buildkit_entitlements_refused,
+                ),
             ],
             serial: vec![
                 ("escape/24-vm-surface", escapes::vm_surface),
