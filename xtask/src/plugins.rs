@@ -220,12 +220,19 @@ fn glibc_needed(sh: &Shell, exe: &Path) -> Result<(u32, u32)> {
         .quiet()
         .read()
         .with_context(|| format!("objdump -T {} (binutils)", exe.display()))?;
-    Ok(syms
+    Ok(newest_glibc(&syms))
+}
+
+/// The newest GLIBC_x.y version named in `objdump -T` output, where it is
+/// written "(GLIBC_2.34)" for a versioned symbol (0.0 when none).
+fn newest_glibc(objdump: &str) -> (u32, u32) {
+    objdump
         .split_whitespace()
+        .map(|w| w.trim_start_matches('(').trim_end_matches(')'))
         .filter_map(|w| w.strip_prefix("GLIBC_"))
         .filter_map(parse_glibc)
         .max()
-        .unwrap_or((0, 0)))
+        .unwrap_or((0, 0))
 }
 
 fn parse_glibc(v: &str) -> Option<(u32, u32)> {
@@ -323,6 +330,17 @@ mod tests {
         assert!(super::parse_glibc("2.38") > super::parse_glibc("2.36"));
         assert!(super::parse_glibc("2.9") < super::parse_glibc("2.36"));
         assert_eq!(super::parse_glibc("PRIVATE"), None);
+    }
+
+    #[test]
+    fn newest_glibc_reads_objdump_t() {
+        // The form objdump -T prints for versioned symbols.
+        let out = "DYNAMIC SYMBOL TABLE:\n\
+            0000000000000000      DF *UND*\t0000000000000000 (GLIBC_2.34) res_search\n\
+            0000000000000000      DF *UND*\t0000000000000000 (GLIBC_2.2.5) free\n\
+            0000000000000000      DF *UND*\t0000000000000000  GLIBC_2.3.4  __vfprintf_chk\n";
+        assert_eq!(super::newest_glibc(out), (2, 34));
+        assert_eq!(super::newest_glibc("no versions here"), (0, 0));
     }
 
     #[test]
