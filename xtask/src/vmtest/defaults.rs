@@ -212,4 +212,70 @@ pub const SCENARIOS: &[(&str, super::Par)] = &[
     ("desktop/host-docker-internal", host_docker_internal),
     ("desktop/top-level-runtime", top_level_runtime),
     ("desktop/engine-log-defaults", engine_log_defaults),
+    ("desktop/registry-login-push-pull", registry_login_push_pull),
 ];
+
+/// A registry on the host's 127.0.0.1 that wants a login, reached as Docker
+/// Desktop users reach it, at `host.docker.internal:<port>` (an insecure
+/// registry in the user's engine settings): refused before `docker login`,
+/// which stores the credentials on the host as the CLI does; push lands
+/// in the host's registry store; pull gets the pushed digest back; after
+/// `docker logout` the registry refuses again.
+pub fn registry_login_push_pull(vm: &Vm) -> Result<()> {
+    let reg = vm.var("login_registry")?;
+    let store = std::path::PathBuf::from(vm.var("login_store")?);
+    let image = format!("{reg}/hull/login-test:1");
+    vm.docker(&["tag", "busybox", &image])?.success()?;
+    // The wall before login: the registry's own 401, relayed by the engine.
+    vm.docker(&["push", &image])?
+        .failure_with("no basic auth credentials")?;
+    let login = vm
+        .docker_stdin(
+            &["login", reg, "--username", "hull", "--password-stdin"],
+            b"hull-secret\n",
+        )?
+        .success()
+        .context("docker login to the host's registry")?;
+    ensure!(
+        login.out().contains("Login Succeeded"),
+        "docker login: {login}"
+    );
+    let cfg_path = vm.home.join("docker-config").join("config.json");
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?,
+    )?;
+    ensure!(
+        cfg["auths"][reg].is_object(),
+        "docker login left no credentials for {reg} in the host's {}: {cfg}",
+        cfg_path.display()
+    );
+    let pushed = vm.docker(&["push", &image])?.success()?;
+    let digest = pushed
+        .out()
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .with_context(|| format!("push printed no digest: {pushed}"))?
+        .to_string();
+    let repo = store.join("docker/registry/v2/repositories/hull/login-test");
+    ensure!(
+        repo.is_dir(),
+        "the push did not land in the host's registry store ({} is missing)",
+        repo.display()
+    );
+    vm.docker(&["rmi", &image])?.success()?;
+    vm.docker(&["pull", &image])?.success()?;
+    let digests = vm
+        .docker(&["image", "inspect", "-f", "{{json .RepoDigests}}", &image])?
+        .success()?;
+    ensure!(
+        digests
+            .out()
+            .contains(&format!("{reg}/hull/login-test@{digest}")),
+        "the pulled image does not carry the pushed digest {digest}: {digests}"
+    );
+    vm.docker(&["logout", reg])?.success()?;
+    vm.docker(&["rmi", &image])?.success()?;
+    vm.docker(&["pull", &image])?
+        .failure_with("no basic auth credentials")?;
+    Ok(())
+}

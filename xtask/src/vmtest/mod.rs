@@ -115,12 +115,19 @@ fn eci_setup(vm: &mut Vm, work: &Path) -> Result<Box<dyn std::any::Any>> {
     std::fs::set_permissions(&admin, std::fs::Permissions::from_mode(0o644))?;
     vm.env
         .push(("HULL_ADMIN_SETTINGS".into(), admin.display().to_string()));
+    // A second registry wants a login and is named as Docker Desktop users
+    // name the host: host.docker.internal (the VM's /etc/hosts).
+    let login = registry::Registry::start_with(work, Some(("hull", "hull-secret")))?;
+    let login_name = format!("host.docker.internal:{}", login.port);
     std::fs::write(
         vm.home.join("engine.json"),
-        serde_json::json!({"insecure-registries": [reg.address_in_vm()]}).to_string(),
+        serde_json::json!({"insecure-registries": [reg.address_in_vm(), login_name]}).to_string(),
     )?;
     vm.vars.insert("registry".into(), reg.address_in_vm());
-    Ok(Box::new(reg))
+    vm.vars.insert("login_registry".into(), login_name);
+    vm.vars
+        .insert("login_store".into(), login.store.display().to_string());
+    Ok(Box::new((reg, login)))
 }
 
 fn suites(work: &Path) -> Result<Vec<Suite>> {

@@ -12,19 +12,41 @@ use anyhow::{bail, Context, Result};
 pub struct Registry {
     child: Child,
     pub port: u16,
+    /// Where it keeps blobs and manifests on the host.
+    pub store: std::path::PathBuf,
 }
 
 impl Registry {
+    /// An open registry (no authentication), as the ECI suite's digests need.
     pub fn start(dir: &Path) -> Result<Registry> {
+        Registry::start_with(dir, None)
+    }
+
+    /// A registry that wants HTTP basic authentication (`user`, `password`)
+    /// from an htpasswd file, as `docker login` is used against.
+    pub fn start_with(dir: &Path, login: Option<(&str, &str)>) -> Result<Registry> {
         // A free port, chosen by the kernel.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let store = dir.join("registry");
+        let store = dir.join(format!("registry-{port}"));
         std::fs::create_dir_all(&store)?;
-        let cfg = dir.join("registry.yml");
+        let auth = match login {
+            None => String::new(),
+            Some((user, password)) => {
+                // distribution's htpasswd accepts bcrypt entries only.
+                let hash = bcrypt::hash(password, 6).context("bcrypt of the test password")?;
+                let file = dir.join(format!("registry-{port}.htpasswd"));
+                std::fs::write(&file, format!("{user}:{hash}\n"))?;
+                format!(
+                    "auth:\n  htpasswd:\n    realm: hull-test\n    path: {}\n",
+                    file.display()
+                )
+            }
+        };
+        let cfg = dir.join(format!("registry-{port}.yml"));
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
                 store.display()
             ),
         )?;
@@ -36,7 +58,7 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .context("starting docker-registry (run `cargo xtask deps`)")?;
-        let mut r = Registry { child, port };
+        let mut r = Registry { child, port, store };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if start.elapsed() > Duration::from_secs(20) || r.child.try_wait()?.is_some() {
