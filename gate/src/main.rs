@@ -63,6 +63,10 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // The gate holds the admin's settings and passes every request's
+    // registry credentials (X-Registry-Auth): no core dump of it is ever
+    // written, and no process of its uid may ptrace it.
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
     let opts = parse_args()?;
     // One thread: under TCG a wake-up across vCPUs (an emulated IPI) costs
     // more than the proxy's own work, and one core is plenty for the API.

@@ -6,6 +6,7 @@ mod bench;
 mod cmdline;
 mod control;
 mod disk;
+mod dumps;
 mod engine;
 mod integrity;
 mod log;
@@ -130,6 +131,9 @@ fn boot() {
         .filter(|o| o.result.starts_with("refused"))
         .count();
     info!("lockdown sysctls applied ({refused} refused)");
+    for e in dumps::apply() {
+        error!("core dumps: {e}");
+    }
     timeline.mark("sysctls locked down");
 
     let runtime = if std::path::Path::new("/usr/bin/hull-runtime").exists() {

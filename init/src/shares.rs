@@ -168,6 +168,12 @@ pub fn setup() -> Outcome {
             Ok(()) => {
                 m.mounted = true;
                 o.mounted.push(target.display().to_string());
+                if s.fs == Fs::Virtiofs {
+                    // Slower reads only: reported, the share is used.
+                    if let Err(e) = widen_readahead(&target) {
+                        o.errors.push(format!("{}: {e}", s.path.display()));
+                    }
+                }
                 match idmappable(&target) {
                     Ok(()) => m.idmapped = true,
                     Err(e) => {
@@ -210,6 +216,29 @@ fn mount_one(s: &Share, target: &Path) -> Result<(), String> {
         data,
     )
     .map_err(|e| format!("{fstype} {} on {}: {e}", s.tag, target.display()))
+}
+
+/// FUSE starts with the kernel's 128 KiB readahead (virtiofsd echoes what
+/// the kernel offers), and a sequential read then waits on one 128 KiB
+/// FUSE_READ at a time; a round trip through the virtqueue is what costs,
+/// under TCG most of all. A wider window lets the kernel keep several reads
+/// in flight (virtiofs reads are asynchronous) and send bigger ones (up to
+/// the queue's 1024 descriptors). `cargo xtask bench --shares-only` has the
+/// before and after.
+const VIRTIOFS_READ_AHEAD_KB: u32 = 1024;
+
+/// Sets the readahead of the FUSE connection behind `dir` (its backing
+/// device info is named after the mount's anonymous device, "0:NN").
+fn widen_readahead(dir: &Path) -> Result<(), String> {
+    let st = nix::sys::stat::stat(dir).map_err(|e| format!("stat {}: {e}", dir.display()))?;
+    let dev = st.st_dev;
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    fs::write(&knob, VIRTIOFS_READ_AHEAD_KB.to_string())
+        .map_err(|e| format!("readahead: writing {knob}: {e}"))
 }
 
 /// An empty read-only tmpfs over `dir`: containers binding the share get

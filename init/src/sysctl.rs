@@ -18,6 +18,10 @@ pub const LOCKDOWN: &[(&str, &str)] = &[
     ("fs/protected_fifos", "2"),
     ("fs/protected_regular", "2"),
     ("fs/suid_dumpable", "0"),
+    // Docker Engine's: a dump lands in the crashing process's cwd (dumps.rs).
+    // Written and read back so that the integrity watch has a value to hold.
+    ("kernel/core_pattern", "core"),
+    ("kernel/core_uses_pid", "0"),
     ("dev/tty/ldisc_autoload", "0"),
 ];
 

@@ -213,6 +213,7 @@ pub const SCENARIOS: &[(&str, super::Par)] = &[
     ("desktop/top-level-runtime", top_level_runtime),
     ("desktop/engine-log-defaults", engine_log_defaults),
     ("desktop/registry-login-push-pull", registry_login_push_pull),
+    ("desktop/core-dump-in-cwd", core_dump_in_cwd),
 ];
 
 /// A registry on the host's 127.0.0.1 that wants a login, reached as Docker
@@ -278,4 +279,67 @@ pub fn registry_login_push_pull(vm: &Vm) -> Result<()> {
     vm.docker(&["pull", &image])?
         .failure_with("no basic auth credentials")?;
     Ok(())
+}
+
+/// A process that crashes leaves `core` in its cwd, a volume here, as under
+/// Docker Engine (core_pattern "core", LimitCORE=infinity inherited unless
+/// `--ulimit core=` says otherwise): with `--ulimit core=-1`, and with no
+/// ulimit at all; `--ulimit core=0` leaves none, which shows the dump is the
+/// crash's own and the limit is honoured.
+pub fn core_dump_in_cwd(vm: &Vm) -> Result<()> {
+    let vol = format!("hull-core-{}", std::process::id());
+    let crash = "sleep 60 & kill -SEGV $!; wait $!; echo status=$?; \
+                 cat /proc/sys/kernel/core_pattern; \
+                 if [ -f core ]; then echo size=$(wc -c < core); \
+                 od -A n -t x1 -N 18 core | tr -s ' \\n' ' '; echo; \
+                 ls -ln core; rm core; else echo no-core; fi";
+    let run = |ulimit: Option<&str>| -> Result<String> {
+        let mut args = vec!["run", "--rm", "-v"];
+        let bind = format!("{vol}:/w");
+        args.push(&bind);
+        args.extend(["-w", "/w"]);
+        if let Some(u) = ulimit {
+            args.extend(["--ulimit", u]);
+        }
+        args.extend(["busybox", "sh", "-c", crash]);
+        Ok(vm.docker(&args)?.success()?.out().to_string())
+    };
+    let result = (|| -> Result<()> {
+        for ulimit in [Some("core=-1"), None] {
+            let out = run(ulimit)?;
+            let what = ulimit.unwrap_or("no --ulimit");
+            // 128 + SIGSEGV (11): the crash really happened.
+            ensure!(
+                out.contains("status=139") && out.lines().any(|l| l == "core"),
+                "{what}: no SIGSEGV, or core_pattern is not \"core\": {out}"
+            );
+            // An ELF core (magic, then e_type ET_CORE = 4 at byte 16),
+            // owned by the container's root and not empty.
+            let hex: Vec<&str> = out
+                .lines()
+                .find(|l| l.trim_start().starts_with("7f 45 4c 46"))
+                .with_context(|| format!("{what}: no ELF core in the cwd: {out}"))?
+                .split_whitespace()
+                .collect();
+            ensure!(
+                hex.get(16) == Some(&"04") && hex.get(17) == Some(&"00"),
+                "{what}: the core is not an ELF core file (e_type {:?}): {out}",
+                hex.get(16..18)
+            );
+            ensure!(
+                out.lines().any(|l| l.starts_with("-rw-------")
+                    && l.contains(" 0 ")
+                    && l.ends_with(" core")),
+                "{what}: the core is not a 0600 file of the container's root: {out}"
+            );
+        }
+        let out = run(Some("core=0"))?;
+        ensure!(
+            out.contains("status=139") && out.contains("no-core"),
+            "--ulimit core=0: a core was written, or no crash: {out}"
+        );
+        Ok(())
+    })();
+    let _ = vm.docker(&["volume", "rm", "-f", &vol]);
+    result
 }

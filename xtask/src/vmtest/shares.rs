@@ -284,15 +284,21 @@ pub fn mknod_no_device(vm: &Vm) -> Result<()> {
     Ok(())
 }
 
+/// A directory path next to the share (so not shared), named per scenario.
+fn beside_share(vm: &Vm, what: &str) -> Result<PathBuf> {
+    let share = PathBuf::from(vm.var("share")?);
+    Ok(share
+        .parent()
+        .context("share has no parent")?
+        .join(name(vm, what)?))
+}
+
 /// A symlink a container writes into the share resolves inside the
 /// container, never on the host: neither an absolute target naming a host
 /// directory outside the share, nor `..` past the share's root.
 pub fn symlink_stays_in_container(vm: &Vm) -> Result<()> {
     let share = PathBuf::from(vm.var("share")?);
-    let outside = share
-        .parent()
-        .context("share has no parent")?
-        .join(name(vm, "outside")?);
+    let outside = beside_share(vm, "outside")?;
     std::fs::create_dir_all(&outside)?;
     std::fs::write(outside.join("secret"), "host-secret\n")?;
     let link = name(vm, "esc")?;
@@ -355,11 +361,7 @@ pub fn symlink_stays_in_container(vm: &Vm) -> Result<()> {
 /// that the admin's filesharingAllowedDirectories does not allow is not
 /// shared at all, and refused the same way, naming the admin's list.
 pub fn outside_refused(vm: &Vm) -> Result<()> {
-    let share = PathBuf::from(vm.var("share")?);
-    let not_shared = share
-        .parent()
-        .context("share has no parent")?
-        .join(name(vm, "not-shared")?);
+    let not_shared = beside_share(vm, "not-shared")?;
     std::fs::create_dir_all(&not_shared)?;
     let mut paths = vec![not_shared];
     if let Ok(d) = vm.var("denied") {
