@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::vm::Vm;
+use super::vm::{Run, Vm};
 
 /// The host-side files of a scenario carry the suite's name, so that the
 /// two suites never meet, even in one share.
@@ -51,18 +51,13 @@ pub fn root_owned_writable(vm: &Vm) -> Result<()> {
     let old = name(vm, "from-host")?;
     let new = name(vm, "new")?;
     host_write(vm, &share.join(&old), "host-data\n")?;
-    let r = vm
-        .docker(&[
-            "run",
-            "--rm",
-            "-v",
-            &format!("{}:/w", share.display()),
-            "busybox",
-            "sh",
-            "-c",
-            &format!("touch /w/{new} && echo more >> /w/{old} && ls -ln /w/{old} /w/{new}"),
-        ])?
-        .success()?;
+    let r = sh_in_share(
+        vm,
+        &share,
+        &[],
+        &format!("touch /w/{new} && echo more >> /w/{old} && ls -ln /w/{old} /w/{new}"),
+    )?
+    .success()?;
     let seen = owners(&r.stdout);
     ensure!(seen.len() == 2, "expected two ls lines: {r}");
     for (u, g, f) in &seen {
@@ -88,16 +83,12 @@ pub fn root_owned_writable(vm: &Vm) -> Result<()> {
     // A container user other than root writes as the host user too: the
     // share never gets a file of someone else's (virtiofsd squashes ids).
     let chowned = name(vm, "chowned")?;
-    vm.docker(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{}:/w", share.display()),
-        "busybox",
-        "sh",
-        "-c",
+    sh_in_share(
+        vm,
+        &share,
+        &[],
         &format!("touch /w/{chowned} && chown 1234:1234 /w/{chowned}"),
-    ])?
+    )?
     .success()?;
     let m = std::fs::symlink_metadata(share.join(&chowned))?;
     ensure!(
@@ -221,17 +212,12 @@ pub fn mknod_no_device(vm: &Vm) -> Result<()> {
     let share = PathBuf::from(vm.var("share")?);
     let (uid, gid) = ids(vm)?;
     let (blk, fifo) = (name(vm, "blk")?, name(vm, "fifo")?);
-    let r = vm.docker(&[
-        "run",
-        "--rm",
-        "--privileged",
-        "-v",
-        &format!("{}:/w", share.display()),
-        "busybox",
-        "sh",
-        "-c",
+    let r = sh_in_share(
+        vm,
+        &share,
+        &["--privileged"],
         &format!("mknod /w/{blk} b 8 0; echo blk=$?; mknod /w/{fifo} p; echo fifo=$?"),
-    ])?;
+    )?;
     ensure!(
         r.stderr
             .contains(&format!("mknod: /w/{blk}: Operation not permitted")),
@@ -284,6 +270,15 @@ pub fn mknod_no_device(vm: &Vm) -> Result<()> {
     Ok(())
 }
 
+/// `docker run --rm <extra> -v <share>:/w busybox sh -c <script>`.
+fn sh_in_share(vm: &Vm, share: &Path, extra: &[&str], script: &str) -> Result<Run> {
+    let bind = format!("{}:/w", share.display());
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(extra);
+    args.extend(["-v", &bind, "busybox", "sh", "-c", script]);
+    vm.docker(&args)
+}
+
 /// A directory path next to the share (so not shared), named per scenario.
 fn beside_share(vm: &Vm, what: &str) -> Result<PathBuf> {
     let share = PathBuf::from(vm.var("share")?);
@@ -306,14 +301,10 @@ pub fn symlink_stays_in_container(vm: &Vm) -> Result<()> {
     let depth = share.components().count();
     let up = "../".repeat(depth + 2);
     let outside_rel = outside.strip_prefix("/").unwrap_or(&outside);
-    let r = vm.docker(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{}:/w", share.display()),
-        "busybox",
-        "sh",
-        "-c",
+    let r = sh_in_share(
+        vm,
+        &share,
+        &[],
         &format!(
             "ln -s {out} /w/{link} && echo linked; \
              cat /w/{link}/secret; \
@@ -322,7 +313,7 @@ pub fn symlink_stays_in_container(vm: &Vm) -> Result<()> {
             out = outside.display(),
             rel = outside_rel.display()
         ),
-    ])?;
+    )?;
     ensure!(
         r.out().contains("linked") && r.out().contains("done"),
         "{r}"
