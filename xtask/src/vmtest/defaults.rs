@@ -214,6 +214,8 @@ pub const SCENARIOS: &[(&str, super::Par)] = &[
     ("desktop/engine-log-defaults", engine_log_defaults),
     ("desktop/registry-login-push-pull", registry_login_push_pull),
     ("desktop/core-dump-in-cwd", core_dump_in_cwd),
+    ("desktop/registry-mirror", registry_mirror),
+    ("desktop/dns-through-host", dns_through_host),
 ];
 
 /// A registry on the host's 127.0.0.1 that wants a login, reached as Docker
@@ -341,5 +343,126 @@ pub fn core_dump_in_cwd(vm: &Vm) -> Result<()> {
         Ok(())
     })();
     let _ = vm.docker(&["volume", "rm", "-f", &vol]);
+    result
+}
+
+/// The user's engine settings name a Docker Hub mirror (the suite's host
+/// registry): `docker info` lists it, and a docker.io image that exists only
+/// in the mirror pulls with the mirror's digest. Nothing on this machine
+/// resolves registry-1.docker.io, so that pull can only have come through
+/// the mirror; a name the mirror lacks falls through to Docker Hub and fails
+/// there, as under Docker Engine.
+pub fn registry_mirror(vm: &Vm) -> Result<()> {
+    let reg = vm.var("registry")?;
+    let name = format!("hull-mirrored-{}", std::process::id());
+    let in_mirror = format!("{reg}/library/{name}:1");
+    let result = (|| -> Result<()> {
+        let info = vm
+            .docker(&["info", "--format", "{{json .RegistryConfig.Mirrors}}"])?
+            .success()?;
+        ensure!(
+            info.out().contains(&format!("http://{reg}/")),
+            "docker info does not list the user's mirror http://{reg}/: {info}"
+        );
+        vm.docker(&["tag", "busybox", &in_mirror])?.success()?;
+        let pushed = vm.docker(&["push", &in_mirror])?.success()?;
+        let digest = pushed
+            .out()
+            .split_whitespace()
+            .find(|w| w.starts_with("sha256:"))
+            .with_context(|| format!("push printed no digest: {pushed}"))?
+            .to_string();
+        vm.docker(&["rmi", &in_mirror])?.success()?;
+        vm.docker(&["pull", &format!("{name}:1")])?
+            .success()
+            .context("a docker.io pull the mirror can serve")?;
+        let digests = vm
+            .docker(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RepoDigests}}",
+                &format!("{name}:1"),
+            ])?
+            .success()?;
+        ensure!(
+            digests.out().contains(&format!("{name}@{digest}")),
+            "the pulled image does not carry the mirror's digest {digest}: {digests}"
+        );
+        vm.docker(&["pull", &format!("{name}-absent:1")])?
+            .failure_with("registry-1.docker.io")?;
+        Ok(())
+    })();
+    let _ = vm.docker(&["rmi", "-f", &in_mirror, &format!("{name}:1")]);
+    result
+}
+
+/// Containers resolve names through the host's resolver, on the default
+/// bridge (the VM's resolv.conf: QEMU's DNS at 10.0.2.3, which asks the
+/// host's resolver) and on a user network (the engine's embedded DNS at
+/// 127.0.0.11, forwarding to the same). The answers are the host's own.
+pub fn dns_through_host(vm: &Vm) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    let name = "deb.debian.org";
+    let mut want: Vec<String> = (name, 0)
+        .to_socket_addrs()
+        .with_context(|| format!("the host itself cannot resolve {name}"))?
+        .filter(|a| a.is_ipv4())
+        .map(|a| a.ip().to_string())
+        .collect();
+    want.sort();
+    want.dedup();
+    ensure!(
+        !want.is_empty(),
+        "the host resolves {name} to no IPv4 address"
+    );
+    let absent = format!("hull-absent-{}.invalid", std::process::id());
+    let net = format!("hull-dns-{}", std::process::id());
+    vm.docker(&["network", "create", &net])?.success()?;
+    let script = format!(
+        "grep nameserver /etc/resolv.conf; nslookup -type=a {name}; \
+         nslookup -type=a {absent}; echo absent-rc=$?"
+    );
+    let result = (|| -> Result<()> {
+        for (network, server) in [("bridge", "10.0.2.3"), (net.as_str(), "127.0.0.11")] {
+            let r = vm
+                .docker(&[
+                    "run",
+                    "--rm",
+                    "--network",
+                    network,
+                    "busybox",
+                    "sh",
+                    "-c",
+                    &script,
+                ])?
+                .success()?;
+            ensure!(
+                r.out().lines().next() == Some(&format!("nameserver {server}")),
+                "{network}: the container's resolver is not {server}: {r}"
+            );
+            // The server's own line carries a port ("Address: 10.0.2.3:53").
+            let mut got: Vec<String> = r
+                .out()
+                .lines()
+                .filter_map(|l| l.strip_prefix("Address:"))
+                .map(str::trim)
+                .filter(|a| !a.contains(':'))
+                .map(str::to_string)
+                .collect();
+            got.sort();
+            got.dedup();
+            ensure!(
+                got == want,
+                "{network}: {name} resolved to {got:?} in the container, {want:?} on the host: {r}"
+            );
+            ensure!(
+                r.out().contains("NXDOMAIN") && !r.out().contains("absent-rc=0"),
+                "{network}: {absent} did not fail with NXDOMAIN: {r}"
+            );
+        }
+        Ok(())
+    })();
+    let _ = vm.docker(&["network", "rm", &net]);
     result
 }

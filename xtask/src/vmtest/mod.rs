@@ -118,10 +118,17 @@ fn eci_setup(vm: &mut Vm, work: &Path) -> Result<Box<dyn std::any::Any>> {
     // A second registry wants a login and is named as Docker Desktop users
     // name the host: host.docker.internal (the VM's /etc/hosts).
     let login = registry::Registry::start_with(work, Some(("hull", "hull-secret")))?;
-    let login_name = format!("host.docker.internal:{}", login.port);
+    let login_name = login.address_in_vm();
+    // The open registry doubles as the user's Docker Hub mirror: nothing
+    // on this machine resolves registry-1.docker.io, so a docker.io pull
+    // that succeeds came through the mirror.
     std::fs::write(
         vm.home.join("engine.json"),
-        serde_json::json!({"insecure-registries": [reg.address_in_vm(), login_name]}).to_string(),
+        serde_json::json!({
+            "insecure-registries": [reg.address_in_vm(), login_name],
+            "registry-mirrors": [format!("http://{}", reg.address_in_vm())],
+        })
+        .to_string(),
     )?;
     vm.vars.insert("registry".into(), reg.address_in_vm());
     vm.vars.insert("login_registry".into(), login_name);

@@ -1,6 +1,7 @@
 //! A registry on the host's loopback (Debian's docker-registry), reachable
-//! from the VM at 10.0.2.2 through QEMU's user network: images pushed there
-//! get real repository digests, which the socket-mount allow-list matches.
+//! from the VM as `host.docker.internal` (10.0.2.2 on QEMU's user network,
+//! named in the VM's /etc/hosts): images pushed there get real repository
+//! digests, which the socket-mount allow-list matches.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -70,9 +71,10 @@ impl Registry {
         Ok(r)
     }
 
-    /// The registry as the VM's engine sees it.
+    /// The registry as the VM's engine sees it: by Docker Desktop's name
+    /// for the host, so the gate resolves `imageList` digests through it.
     pub fn address_in_vm(&self) -> String {
-        format!("10.0.2.2:{}", self.port)
+        format!("host.docker.internal:{}", self.port)
     }
 }
 
