@@ -108,6 +108,26 @@ pub struct Effective {
     pub warnings: Vec<String>,
     /// Set when these are the fail-closed settings, with the reason.
     pub fail_closed: Option<String>,
+    /// How the host started the VM and which admin file it read; set by the
+    /// host after the merge, `None` from [`merge_with`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostOrigin>,
+}
+
+/// Where the settings came from on the host: the VM's mode and the admin
+/// file's path and SHA-256 (of its bytes, `None` when there was no file).
+/// In system mode only root can have changed that file, so an admin can
+/// check a machine against the file they wrote; in user mode the user
+/// controls the VM and this is a claim, not a proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostOrigin {
+    /// `system` or `user`.
+    pub mode: String,
+    /// The admin file hull read (whether or not it existed).
+    pub admin_file: String,
+    /// `sha256:<hex>` of the admin file's bytes.
+    pub admin_sha256: Option<String>,
 }
 
 /// Why an effective-settings blob was refused.
@@ -331,6 +351,7 @@ pub fn merge_with(
         unsupported_admin_settings: admin.map(|a| a.unsupported.clone()).unwrap_or_default(),
         warnings,
         fail_closed: None,
+        host: None,
     }
 }
 
@@ -386,6 +407,7 @@ impl Effective {
             unsupported_admin_settings: Vec::new(),
             warnings: Vec::new(),
             fail_closed: Some(reason.into()),
+            host: None,
         }
     }
 

@@ -40,7 +40,9 @@ pub use commands::{CommandList, CommandName, ListType};
 pub use create::{
     BindLocation, BindSource, CreateContext, CreateRequest, NamespaceJoin, VolumeCreateRequest,
 };
-pub use effective::{merge, merge_with, Effective, HostContext, Ignored, Source, Sourced};
+pub use effective::{
+    merge, merge_with, Effective, HostContext, HostOrigin, Ignored, Source, Sourced,
+};
 pub use endpoint::{classify, ApiRequest, Endpoint, RouteId};
 pub use engine::parse_engine;
 pub use images::{

@@ -26,6 +26,9 @@ const GATE_WAIT: Duration = Duration::from_secs(60);
 
 pub struct Config {
     pub machine: Machine,
+    /// System mode: the docker socket is the group `hull`'s too (0660);
+    /// otherwise only its owner's (0600).
+    pub group_socket: bool,
 }
 
 fn log_file(home: &Home) -> Result<fs::File> {
@@ -164,7 +167,8 @@ pub fn run(home: &Home, cfg: Config) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let exit = rt.block_on(serve(home, &mut qemu));
+    let mode = if cfg.group_socket { 0o660 } else { 0o600 };
+    let exit = rt.block_on(serve(home, &mut qemu, mode));
     drop(children);
     for i in 0..cfg.machine.shares.len() {
         let _ = fs::remove_file(home.share_sock(i));
@@ -181,7 +185,7 @@ pub fn run(home: &Home, cfg: Config) -> Result<()> {
 }
 
 /// Serves docker.sock until QEMU exits; returns how it exited.
-async fn serve(home: &Home, qemu: &mut Child) -> String {
+async fn serve(home: &Home, qemu: &mut Child, sock_mode: u32) -> String {
     let sock = home.docker_sock();
     let listener = match UnixListener::bind(&sock) {
         Ok(l) => l,
@@ -191,8 +195,9 @@ async fn serve(home: &Home, qemu: &mut Child) -> String {
             return format!("could not bind {}", sock.display());
         }
     };
-    // The socket is the engine: only its owner may use it.
-    let _ = fs::set_permissions(&sock, fs::Permissions::from_mode(0o600));
+    // The socket is the engine: only its owner (and in system mode the
+    // group `hull`) may use it.
+    let _ = fs::set_permissions(&sock, fs::Permissions::from_mode(sock_mode));
     let uds = home.vsock_uds();
     // Published container ports appear on the host's loopback.
     let ports = tokio::spawn(crate::ports::run(uds.clone()));

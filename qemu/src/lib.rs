@@ -10,4 +10,5 @@ pub mod ports;
 pub mod settings;
 pub mod shares;
 pub mod state;
+pub mod system;
 pub mod tsc;

@@ -11,7 +11,10 @@ use hull_qemu::accel::{self, AccelChoice};
 use hull_qemu::home::Home;
 use hull_qemu::machine::{Console, Machine, MachineKind, ShareDevice};
 use hull_qemu::state::{self, VmState};
+use hull_qemu::system::{self, Mode, SystemConfig};
 use hull_qemu::{control, daemon, settings, tsc};
+
+mod cli_system;
 
 #[derive(Parser)]
 #[command(name = "hull", version, about = "A hardened VM for running containers")]
@@ -53,6 +56,10 @@ enum Cmd {
     /// The background process behind `hull up` (not for direct use).
     #[command(name = "__serve", hide = true)]
     Serve(UpArgs),
+    /// System mode, for the admin (root): install, start, stop or remove the
+    /// VM service whose settings no user can change.
+    #[command(subcommand)]
+    System(cli_system::SystemCmd),
 }
 
 #[derive(clap::Args, Clone)]
@@ -76,7 +83,8 @@ struct UpArgs {
     #[arg(long, default_value_t = 600)]
     timeout: u64,
     /// Deliver this file to the VM verbatim as its settings, unchecked (tests
-    /// the VM's fail-closed handling of a bad blob).
+    /// the VM's fail-closed handling of a bad blob). Test builds only.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     raw_settings: Option<PathBuf>,
     /// Benchmarking only: one more kernel command-line word, from a fixed
@@ -90,6 +98,13 @@ struct UpArgs {
     /// two in one boot. Containers cannot write to a 9p share.
     #[arg(long = "bench-9p-share", hide = true)]
     bench_9p_share: Vec<PathBuf>,
+}
+
+/// `hull up` with no flags, to tell which flags a user gave.
+#[derive(Parser)]
+struct UpDefaults {
+    #[command(flatten)]
+    a: UpArgs,
 }
 
 fn bench_kernel_arg(w: &str) -> Result<String, String> {
@@ -112,30 +127,167 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // A system config a user could have written is an error, never user
+    // mode: the lock fails closed.
+    let mode = system::detect()?;
+    let cmd = match cli.cmd {
+        Cmd::System(c) => return cli_system::run(c, &mode, image_dir),
+        cmd => cmd,
+    };
+    if let Mode::System(cfg) = &mode {
+        if let Some(home) = system_home(cfg)? {
+            return system_client(&mode, &home, cmd);
+        }
+    }
     let home = Home::from_env().map_err(anyhow::Error::msg)?;
-    match cli.cmd {
+    match cmd {
         Cmd::Up(a) => up(&home, &a),
         Cmd::Down { force } => down(&home, force),
-        Cmd::Status { json } => status(&home, json),
+        Cmd::Status { json } => status(&home, &mode, json),
         Cmd::Env => {
             println!("{}", env_line(&home));
             Ok(())
         }
         Cmd::Logs { name, follow } => logs(&home, &name, follow),
         Cmd::Settings { json } => show_settings(&home, json),
-        Cmd::Signal { service, signal } => {
-            let v = control::request(
-                &home.vsock_uds(),
-                &serde_json::json!({"op": "kill", "service": service, "signal": signal}),
-            )?;
-            if let Some(e) = v.get("error") {
-                bail!("{}", e.as_str().unwrap_or_default());
+        Cmd::Signal {
+            service,
+            signal: sig,
+        } => signal(&home, &service, &sig),
+        Cmd::Serve(a) => serve(&home, &a, false),
+        Cmd::System(_) => unreachable_system(),
+    }
+}
+
+fn unreachable_system() -> Result<()> {
+    bail!("`hull system` is handled before the VM's home is chosen")
+}
+
+fn signal(home: &Home, service: &str, signal: &str) -> Result<()> {
+    let v = control::request(
+        &home.vsock_uds(),
+        &serde_json::json!({"op": "kill", "service": service, "signal": signal}),
+    )?;
+    if let Some(e) = v.get("error") {
+        bail!("{}", e.as_str().unwrap_or_default());
+    }
+    println!("{v}");
+    Ok(())
+}
+
+/// In system mode, which home a command acts on: the system VM's, or
+/// `None` for root's own user-mode VM (root is the admin and may run one
+/// with an explicit `HULL_HOME`, as the tests do). Anyone else who names a
+/// home of their own is refused: the VM is the admin's.
+fn system_home(cfg: &SystemConfig) -> Result<Option<Home>> {
+    let explicit = std::env::var_os("HULL_HOME");
+    if nix::unistd::geteuid().is_root() && explicit.is_some() {
+        return Ok(None);
+    }
+    if let Some(h) = explicit.filter(|h| Path::new(h) != cfg.home) {
+        bail!(
+            "HULL_HOME={} is refused: this machine is in system mode ({}), the VM is the admin's and lives in {}; unset HULL_HOME",
+            Path::new(&h).display(),
+            system::CONFIG,
+            cfg.home.display()
+        );
+    }
+    Ok(Some(cfg.home()))
+}
+
+/// A command in system mode: `up`/`down` ask the service; `status`,
+/// `settings` and `env` read what the service left readable to the group.
+fn system_client(mode: &Mode, home: &Home, cmd: Cmd) -> Result<()> {
+    let me = nix::unistd::geteuid();
+    match cmd {
+        Cmd::Up(a) => {
+            let defaults = UpDefaults::parse_from(["up"]).a;
+            let changed = a.image.is_some()
+                || a.cpus.is_some()
+                || a.memory != defaults.memory
+                || a.disk_gib != defaults.disk_gib
+                || a.accel != defaults.accel
+                || a.machine != defaults.machine
+                || !a.bench_kernel_arg.is_empty()
+                || !a.bench_9p_share.is_empty();
+            if changed {
+                bail!(
+                    "this machine is in system mode: the VM's image, cpus, memory, disk and accelerator are the admin's ({}); `hull up` takes no flags here",
+                    system::CONFIG
+                );
             }
-            println!("{v}");
+            // Refused with its reason (settings::admin_path says why).
+            settings::admin_path(mode)?;
+            if let Some(h) = std::env::var_os("HOME") {
+                let own = Path::new(&h).join(".local/share/hull");
+                for f in ["settings.json", "engine.json"] {
+                    if own.join(f).exists() {
+                        eprintln!(
+                            "hull: {} is not used: in system mode the settings are the admin's ({})",
+                            own.join(f).display(),
+                            system::ADMIN_SETTINGS
+                        );
+                    }
+                }
+            }
+            let start = Instant::now();
+            let answer = system::ask(home, system::Op::Up, Duration::from_secs(60))?;
+            if !answer.ok {
+                bail!("the hull service: {}", answer.message);
+            }
+            eprintln!("hull: system mode: {}", answer.message);
+            wait_engine(home, start, Duration::from_secs(a.timeout))?;
+            println!("{}", env_line(home));
             Ok(())
         }
-        Cmd::Serve(a) => serve(&home, &a),
+        Cmd::Down { force } => {
+            if force && !me.is_root() {
+                bail!("`hull down --force` is the admin's in system mode; `hull down` asks the service");
+            }
+            let answer = system::ask(home, system::Op::Down, Duration::from_secs(120))?;
+            if !answer.ok {
+                bail!("the hull service: {}", answer.message);
+            }
+            eprintln!("hull: {}", answer.message);
+            Ok(())
+        }
+        Cmd::Status { json } => status(home, mode, json),
+        Cmd::Env => {
+            println!("{}", env_line(home));
+            Ok(())
+        }
+        Cmd::Settings { json } => show_settings(home, json),
+        Cmd::Logs { name, follow } => {
+            if name != "console" && !me.is_root() && me.as_raw() != home_owner(home) {
+                bail!("in system mode the VM's service logs are the admin's (as root: `hull logs {name}`); `hull logs console` is readable to group `hull`");
+            }
+            logs(home, &name, follow)
+        }
+        Cmd::Signal {
+            service,
+            signal: sig,
+        } => {
+            if !me.is_root() {
+                bail!("`hull signal` is the admin's in system mode");
+            }
+            signal(home, &service, &sig)
+        }
+        Cmd::Serve(a) => {
+            if me.as_raw() != home_owner(home) {
+                bail!(
+                    "this machine is in system mode: only the hull service (user {}) runs the VM; `hull up` asks it",
+                    system::USER
+                );
+            }
+            serve(home, &a, true)
+        }
+        Cmd::System(_) => unreachable_system(),
     }
+}
+
+fn home_owner(home: &Home) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(&home.dir).map_or(0, |m| m.uid())
 }
 
 fn env_line(home: &Home) -> String {
@@ -279,7 +431,11 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
         );
         return wait_engine(home, Instant::now(), Duration::from_secs(a.timeout));
     }
-    let report = settings::prepare(home, a.raw_settings.as_deref())?;
+    #[cfg(feature = "test-hooks")]
+    let raw = a.raw_settings.as_deref();
+    #[cfg(not(feature = "test-hooks"))]
+    let raw = None;
+    let report = settings::prepare(home, &Mode::User, raw)?;
     for line in &report.ignored {
         eprintln!("hull: settings: {line}");
     }
@@ -494,9 +650,15 @@ fn docker_context(home: &Home) {
     }
 }
 
-fn serve(home: &Home, a: &UpArgs) -> Result<()> {
+fn serve(home: &Home, a: &UpArgs, group_socket: bool) -> Result<()> {
     let m = machine(home, a)?;
-    daemon::run(home, daemon::Config { machine: m })
+    daemon::run(
+        home,
+        daemon::Config {
+            machine: m,
+            group_socket,
+        },
+    )
 }
 
 fn down(home: &Home, force: bool) -> Result<()> {
@@ -530,7 +692,29 @@ fn down(home: &Home, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn status(home: &Home, json: bool) -> Result<()> {
+/// Which mode this VM runs in, the admin file it was given (and that file's
+/// digest now), and the digest of the admin file the VM itself holds: one
+/// command tells an admin whether a machine runs what they wrote.
+fn admin_report(mode: &Mode, running_settings: Option<&serde_json::Value>) -> serde_json::Value {
+    let file = settings::admin_path(mode).ok();
+    let now = file
+        .as_deref()
+        .and_then(|f| settings::file_sha256(f).ok().flatten());
+    let in_vm = running_settings.map(|v| v["host"].clone());
+    let guarantee = match mode {
+        Mode::System(_) => "system mode: the VM runs as _hull from root-owned paths; only root can change the admin file, and users cannot restart the VM with other settings",
+        Mode::User => "user mode: you control this VM (its home, settings blob and QEMU command line), so you can bypass the admin's locks; `hull system install` makes them hold",
+    };
+    serde_json::json!({
+        "mode": mode.name(),
+        "guarantee": guarantee,
+        "adminFile": file,
+        "adminSha256Now": now,
+        "inVm": in_vm,
+    })
+}
+
+fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
     let running = state::in_use(home);
     let st = if running { VmState::load(home) } else { None };
     let guest = if running {
@@ -544,8 +728,16 @@ fn status(home: &Home, json: bool) -> Result<()> {
     } else {
         None
     };
+    let in_vm: Option<serde_json::Value> = if running {
+        engine_get(home, "/hull/v1/settings").and_then(|b| serde_json::from_slice(&b).ok())
+    } else {
+        None
+    };
+    let admin = admin_report(mode, in_vm.as_ref());
     if json {
         let v = serde_json::json!({
+            "mode": mode.name(),
+            "admin": admin,
             "home": home.dir,
             "state": if running { "running" } else { "stopped" },
             "vm": st,
@@ -555,6 +747,19 @@ fn status(home: &Home, json: bool) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
+    }
+    println!("mode      {}", admin["guarantee"].as_str().unwrap_or("?"));
+    println!(
+        "admin     {} ({})",
+        admin["adminFile"].as_str().unwrap_or("?"),
+        admin["adminSha256Now"].as_str().unwrap_or("no such file")
+    );
+    if running {
+        let held = admin["inVm"]["adminSha256"].as_str();
+        println!(
+            "          the VM holds {}",
+            held.unwrap_or("no admin digest (an older VM, or no admin file)")
+        );
     }
     println!("home      {}", home.dir.display());
     let Some(st) = st.filter(|_| running) else {

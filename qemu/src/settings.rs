@@ -6,33 +6,58 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hull_policy::{Effective, HostContext};
+use hull_policy::{Effective, HostContext, HostOrigin};
 use serde_json::Value;
 
 use crate::home::Home;
 use crate::shares::{HostShare, ShareFs};
+use crate::system::Mode;
 
-pub const ADMIN_DEFAULT: &str = "/etc/hull/admin-settings.json";
+pub const ADMIN_DEFAULT: &str = crate::system::ADMIN_SETTINGS;
 /// Settings files are small; anything bigger is a mistake or an attack.
 const MAX_FILE: u64 = 1 << 20;
 
-/// The admin file in force: `HULL_ADMIN_SETTINGS` only when that file is
-/// root-owned and not writable by group or others (so users cannot point
-/// hull at a file of their own), else /etc/hull/admin-settings.json.
-pub fn admin_path() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("HULL_ADMIN_SETTINGS") {
-        let p = PathBuf::from(p);
-        let meta = std::fs::metadata(&p)
-            .with_context(|| format!("HULL_ADMIN_SETTINGS={}", p.display()))?;
-        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            bail!(
-                "HULL_ADMIN_SETTINGS={} is refused: it must be owned by root and not writable by group or others",
-                p.display()
-            );
+/// The admin file in force. System mode reads only
+/// /etc/hull/admin-settings.json, and refuses `HULL_ADMIN_SETTINGS` (a user
+/// must not choose which root-owned file counts, e.g. an older copy). User
+/// mode honours `HULL_ADMIN_SETTINGS` only when that file is root-owned and
+/// not writable by group or others.
+pub fn admin_path(mode: &Mode) -> Result<PathBuf> {
+    let env = std::env::var_os("HULL_ADMIN_SETTINGS");
+    match (mode, env) {
+        (Mode::System(_), Some(p)) => bail!(
+            "HULL_ADMIN_SETTINGS={} is refused: this machine is in system mode ({}), where the admin's settings are {ADMIN_DEFAULT} and nothing else",
+            PathBuf::from(p).display(),
+            crate::system::CONFIG
+        ),
+        (Mode::System(_), None) => {
+            // Only root may have written what the VM is held to.
+            crate::system::root_only(Path::new(ADMIN_DEFAULT))?;
+            Ok(PathBuf::from(ADMIN_DEFAULT))
         }
-        return Ok(p);
+        (Mode::User, Some(p)) => {
+            let p = PathBuf::from(p);
+            let meta = std::fs::metadata(&p)
+                .with_context(|| format!("HULL_ADMIN_SETTINGS={}", p.display()))?;
+            if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+                bail!(
+                    "HULL_ADMIN_SETTINGS={} is refused: it must be owned by root and not writable by group or others",
+                    p.display()
+                );
+            }
+            Ok(p)
+        }
+        (Mode::User, None) => Ok(PathBuf::from(ADMIN_DEFAULT)),
     }
-    Ok(PathBuf::from(ADMIN_DEFAULT))
+}
+
+/// `sha256:<hex>` of a file's bytes; `None` when it does not exist.
+pub fn file_sha256(p: &Path) -> Result<Option<String>> {
+    use sha2::Digest;
+    match read_settings_file(p)? {
+        None => Ok(None),
+        Some(b) => Ok(Some(format!("sha256:{:x}", sha2::Sha256::digest(&b)))),
+    }
 }
 
 /// The file's bytes, or None when it does not exist.
@@ -60,7 +85,7 @@ pub struct Report {
 /// Merges the settings files and writes the blob for the VM. A malformed
 /// file is an error naming the file, line, column and field: the VM does not
 /// start on settings nobody can read.
-pub fn prepare(home: &Home, raw: Option<&Path>) -> Result<Report> {
+pub fn prepare(home: &Home, mode: &Mode, raw: Option<&Path>) -> Result<Report> {
     if let Some(raw) = raw {
         std::fs::copy(raw, home.settings_blob())
             .with_context(|| format!("--raw-settings {}", raw.display()))?;
@@ -68,7 +93,13 @@ pub fn prepare(home: &Home, raw: Option<&Path>) -> Result<Report> {
             ignored: vec![format!("delivering {} verbatim, unchecked", raw.display())],
         });
     }
-    let eff = effective(home)?;
+    let mut eff = effective(home, mode)?;
+    let admin = admin_path(mode)?;
+    eff.host = Some(HostOrigin {
+        mode: mode.name().to_string(),
+        admin_file: admin.display().to_string(),
+        admin_sha256: file_sha256(&admin)?,
+    });
     std::fs::write(home.settings_blob(), eff.canonical_json())
         .with_context(|| home.settings_blob().display().to_string())?;
     let mut lines: Vec<String> = eff
@@ -91,8 +122,8 @@ pub fn prepare(home: &Home, raw: Option<&Path>) -> Result<Report> {
 }
 
 /// The settings in force from the files as they are now.
-pub fn effective(home: &Home) -> Result<Effective> {
-    let admin_p = admin_path()?;
+pub fn effective(home: &Home, mode: &Mode) -> Result<Effective> {
+    let admin_p = admin_path(mode)?;
     let admin = match read_settings_file(&admin_p)? {
         Some(b) => Some(
             hull_policy::parse_admin(&b)
@@ -109,7 +140,12 @@ pub fn effective(home: &Home) -> Result<Effective> {
         None => None,
     };
     let ctx = HostContext {
-        home: std::env::var("HOME").ok(),
+        // The system VM is every member's: no one user's home is shared by
+        // default (virtiofsd runs as _hull, which cannot read private homes).
+        home: match mode {
+            Mode::System(_) => None,
+            Mode::User => std::env::var("HOME").ok(),
+        },
         tmp: std::env::var("TMPDIR").ok().or_else(|| Some("/tmp".into())),
     };
     Ok(hull_policy::merge_with(admin.as_ref(), user.as_ref(), &ctx))
@@ -121,7 +157,7 @@ pub fn show(home: &Home) -> Result<Value> {
     let eff = match std::fs::read(home.settings_blob()) {
         Ok(b) => Effective::from_json(&b)
             .map_err(|e| anyhow::anyhow!("{}: {e}", home.settings_blob().display()))?,
-        Err(_) => effective(home)?,
+        Err(_) => effective(home, &crate::system::detect()?)?,
     };
     let mut v = serde_json::to_value(&eff)?;
     v["digest"] = Value::String(eff.digest());

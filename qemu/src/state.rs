@@ -92,8 +92,15 @@ pub fn lock(home: &Home) -> Result<HomeLock, String> {
 
 /// Whether some process holds the home's lock (a VM is running there).
 pub fn in_use(home: &Home) -> bool {
-    if !home.lock_file().exists() {
-        return false;
-    }
-    lock(home).is_err()
+    // Read-only and shared: a member of group `hull` may ask about the
+    // system VM without being able to write its lock file.
+    let f = match fs::File::open(home.lock_file()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        // Unreadable: say running, so nothing starts a second VM on it.
+        Err(_) => return true,
+        Ok(f) => f,
+    };
+    // SAFETY: flock on a descriptor we own; the shared lock (if taken) is
+    // released when `f` closes.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }

@@ -145,6 +145,26 @@ pub fn hull_bin(sh: &Shell) -> Result<PathBuf> {
     Ok(paths::target().join("release/hull"))
 }
 
+/// The `hull` of this checkout built with the test-only feature
+/// `test-hooks` (`hull up --raw-settings`), copied aside to
+/// target/hull-test-hooks/hull; target/release/hull is rebuilt without it
+/// (a relink), since release builds must not have the flag.
+pub fn hull_test_hooks_bin(sh: &Shell) -> Result<PathBuf> {
+    let _dir = sh.push_dir(paths::workspace());
+    cmd!(
+        sh,
+        "cargo build --release --bin hull --features hull-qemu/test-hooks"
+    )
+    .quiet()
+    .run()?;
+    let dir = paths::target().join("hull-test-hooks");
+    fs::create_dir_all(&dir)?;
+    let out = dir.join("hull");
+    fs::copy(paths::target().join("release/hull"), &out).context("copying the test-hooks hull")?;
+    hull_bin(sh)?;
+    Ok(out)
+}
+
 pub fn up(args: &UpArgs) -> Result<()> {
     let image = image(&args.image)?;
     let sh = Shell::new()?;

@@ -18,6 +18,8 @@ mod redteam_runtime;
 mod registry;
 mod runtime;
 mod shares;
+mod system_mode;
+mod user_mode;
 pub mod vm;
 mod workloads;
 
@@ -135,6 +137,13 @@ fn eci_setup(vm: &mut Vm, work: &Path) -> Result<Box<dyn std::any::Any>> {
     vm.vars
         .insert("login_store".into(), login.store.display().to_string());
     Ok(Box::new((reg, login)))
+}
+
+/// `--raw-settings` exists only in test builds (feature test-hooks): this
+/// suite's VM is started by that build of `hull`.
+fn test_hooks_setup(vm: &mut Vm, _work: &Path) -> Result<Box<dyn std::any::Any>> {
+    vm.hull = build::hull_test_hooks_bin(&Shell::new()?)?;
+    Ok(Box::new(()))
 }
 
 fn suites(work: &Path) -> Result<Vec<Suite>> {
@@ -283,7 +292,7 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
         Suite {
             name: "settings-malformed",
             up_args: vec!["--raw-settings".into(), bad.display().to_string()],
-            setup: None,
+            setup: Some(test_hooks_setup),
             after_boot: None,
             parallel: vec![("init/malformed-settings", init::malformed_settings)],
             serial: vec![],
@@ -292,6 +301,18 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
     all[0].parallel.extend(shares::AS_ROOT.iter().copied());
     // The eci suite's user has no settings file: Docker Desktop's defaults.
     all[1].parallel.extend(defaults::SCENARIOS.iter().copied());
+    all.push(Suite {
+        name: "user-day-one",
+        up_args: vec![],
+        setup: Some(user_mode::setup),
+        after_boot: None,
+        parallel: vec![
+            ("user/day-one-run", user_mode::run),
+            ("user/day-one-home-share", user_mode::home_share),
+            ("user/day-one-status", user_mode::status_says_user_mode),
+        ],
+        serial: vec![("user/day-one-down", user_mode::down)],
+    });
     all.push(Suite {
         name: "share-user",
         up_args: vec![],
@@ -433,6 +454,13 @@ pub fn run_scenarios(args: &Args, image: &Path, hull: &Path) -> Result<Tally> {
             let r = f(&mut vm);
             report(name, t.elapsed(), r, Some(&vm), &mut failed);
         }
+    }
+    // Last: while system mode is installed, users other than root may not
+    // run VMs of their own (the share-user suite does).
+    if system_mode::SCENARIOS.iter().any(|n| want(n)) {
+        system_mode::run_all(hull, image, &want, &mut |n, t, r, vm| {
+            report(n, t, r, vm, &mut failed)
+        });
     }
     let _ = std::fs::remove_dir_all(&work);
     eprintln!("[vm-test] finished in {:.0}s", t0.elapsed().as_secs_f64());

@@ -83,7 +83,12 @@ pub struct Vm {
     pub boot_time: Duration,
     /// Run `hull`, `docker` and shells as this (uid, gid), not as root.
     pub as_user: Option<(u32, u32)>,
+    /// Run `hull`, `docker` and shells as this login, with its groups
+    /// (`setpriv --init-groups`), as a real member of a group would.
+    pub login: Option<String>,
     down: bool,
+    /// A home this Vm did not make (the system VM's): never removed.
+    keep_home: bool,
 }
 
 impl Vm {
@@ -107,8 +112,38 @@ impl Vm {
             vars: Default::default(),
             boot_time: Duration::ZERO,
             as_user: None,
+            login: None,
             down: true,
+            keep_home: false,
         })
+    }
+
+    /// Use `home` (one this Vm did not make, e.g. a user's default
+    /// `~/.local/share/hull`) instead of the fresh one; it is not removed.
+    pub fn use_home(&mut self, home: &Path) {
+        if let Some(parent) = self.home.parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+        self.home = home.to_path_buf();
+        self.keep_home = true;
+    }
+
+    /// A VM somebody else runs (system mode's service), driven through its
+    /// home's sockets; dropping it neither stops it nor removes the home.
+    pub fn attach(hull: &Path, image: &Path, home: &Path) -> Vm {
+        Vm {
+            home: home.to_path_buf(),
+            hull: hull.to_path_buf(),
+            image: image.to_path_buf(),
+            up_args: Vec::new(),
+            env: Vec::new(),
+            vars: Default::default(),
+            boot_time: Duration::ZERO,
+            as_user: None,
+            login: None,
+            down: true,
+            keep_home: true,
+        }
     }
 
     pub fn var(&self, k: &str) -> Result<&str> {
@@ -172,7 +207,22 @@ impl Vm {
     }
 
     fn command(&self, prog: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(prog);
+        let mut c = match &self.login {
+            Some(name) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    "--reuid",
+                    name,
+                    "--regid",
+                    name,
+                    "--init-groups",
+                    "--",
+                    prog,
+                ]);
+                c
+            }
+            None => Command::new(prog),
+        };
         c.args(args)
             .env("HULL_HOME", &self.home)
             .env("DOCKER_HOST", self.docker_host())
@@ -345,7 +395,7 @@ impl Drop for Vm {
         if !self.down {
             let _ = self.down();
         }
-        if std::env::var_os("HULL_KEEP_TEST_HOME").is_none() {
+        if !self.keep_home && std::env::var_os("HULL_KEEP_TEST_HOME").is_none() {
             if let Some(parent) = self.home.parent() {
                 let _ = std::fs::remove_dir_all(parent);
             }
