@@ -218,8 +218,11 @@ fn member_runs_containers(m: &Vm) -> Result<()> {
     Ok(())
 }
 
-/// Outside the group: the socket's permissions (EACCES) stop `docker`, and
-/// `hull up` says why and what to do.
+/// Outside the group: file permissions stop `docker` with EACCES, and
+/// `hull up` says why and what to do. Two walls, each enough alone: the
+/// home is `_hull:hull` 0750 (not traversable by others) and docker.sock is
+/// 0660. Made to fail on purpose: with the socket 0666 alone the test still
+/// passed (the folder held); with the folder 0755 as well, `docker ps` ran.
 fn outsider_refused(member: &Vm, homes: &Path) -> Result<()> {
     let mut o = Vm::attach(&member.hull, &member.image, Path::new(HOME));
     o.login = Some(OUTSIDER.into());
