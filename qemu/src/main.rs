@@ -11,11 +11,15 @@ use hull_qemu::accel::{self, AccelChoice};
 use hull_qemu::home::Home;
 use hull_qemu::machine::{Console, Machine, MachineKind, ShareDevice};
 use hull_qemu::state::{self, VmState};
-use hull_qemu::{control, daemon, settings, tsc};
+use hull_qemu::{control, daemon, lifecycle, settings, tsc};
 
 #[derive(Parser)]
 #[command(name = "hull", version, about = "A hardened VM for running containers")]
 struct Cli {
+    /// Which VM (profile): its home is ~/.local/share/hull for `default`,
+    /// ~/.local/share/hull/profiles/<name> otherwise. HULL_HOME overrides.
+    #[arg(long, global = true)]
+    name: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -26,6 +30,19 @@ enum Cmd {
     Up(UpArgs),
     /// Shut the VM down cleanly; --force kills it.
     Down {
+        #[arg(long)]
+        force: bool,
+    },
+    /// `hull down`, then `hull up` (with new sizes, or another image).
+    Restart(UpArgs),
+    /// Every VM under ~/.local/share/hull: state, size, image.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the VM: its data disk (images, containers, volumes) and state.
+    Delete {
+        /// No question asked; a running VM is stopped first.
         #[arg(long)]
         force: bool,
     },
@@ -57,11 +74,12 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct UpArgs {
+    /// Virtual CPUs (default: the host's; then what the VM had last time).
     #[arg(long)]
     cpus: Option<u32>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 4096)]
-    memory: u32,
+    /// Guest memory in MiB (default 4096; then what the VM had last time).
+    #[arg(long)]
+    memory: Option<u32>,
     /// Folder with vmlinuz and root.erofs (default: $HULL_IMAGE, or the build's target/hull-image).
     #[arg(long)]
     image: Option<PathBuf>,
@@ -69,9 +87,10 @@ struct UpArgs {
     accel: AccelChoice,
     #[arg(long, value_enum, default_value_t = MachineKind::Microvm)]
     machine: MachineKind,
-    /// Size of the data disk when it is created (GiB).
-    #[arg(long, default_value_t = 64)]
-    disk_gib: u32,
+    /// Size of the data disk in GiB (default 64 when it is created). A
+    /// bigger size grows the disk of a stopped VM; shrinking is refused.
+    #[arg(long)]
+    disk_gib: Option<u32>,
     /// Give up waiting for the engine after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -112,10 +131,26 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let home = Home::from_env().map_err(anyhow::Error::msg)?;
+    let home = Home::for_profile(cli.name.as_deref()).map_err(anyhow::Error::msg)?;
     match cli.cmd {
         Cmd::Up(a) => up(&home, &a),
         Cmd::Down { force } => down(&home, force),
+        Cmd::Restart(a) => {
+            if state::in_use(&home) {
+                down(&home, false)?;
+            }
+            up(&home, &a)
+        }
+        Cmd::List { json } => {
+            let rows = lifecycle::list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                lifecycle::print_list(&rows, &mut std::io::stdout())?;
+            }
+            Ok(())
+        }
+        Cmd::Delete { force } => delete(&home, force),
         Cmd::Status { json } => status(&home, json),
         Cmd::Env => {
             println!("{}", env_line(&home));
@@ -185,7 +220,8 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
     let cpus = a
         .cpus
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
-    if cpus == 0 || a.memory < 512 {
+    let memory = a.memory.unwrap_or(lifecycle::DEFAULT_MEMORY_MIB);
+    if cpus == 0 || memory < 512 {
         bail!("--cpus must be at least 1 and --memory at least 512 MiB");
     }
     let shares = settings::write_shares(home, &a.bench_9p_share)?;
@@ -194,7 +230,7 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
         kind: a.machine,
         accel,
         cpus,
-        memory_mib: a.memory,
+        memory_mib: memory,
         kernel: image.join("vmlinuz"),
         root: image.join("root.erofs"),
         data: Some(home.data_disk()),
@@ -267,7 +303,15 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 fn up(home: &Home, a: &UpArgs) -> Result<()> {
     std::fs::create_dir_all(&home.dir)
         .with_context(|| format!("creating {}", home.dir.display()))?;
+    let req = lifecycle::Requested {
+        cpus: a.cpus,
+        memory_mib: a.memory,
+        disk_gib: a.disk_gib,
+    };
     if state::in_use(home) {
+        if let Some(st) = VmState::load(home) {
+            lifecycle::check_running(home, &req, &st)?;
+        }
         if engine_answers(home) {
             eprintln!("hull is already running in {}", home.dir.display());
             println!("{}", env_line(home));
@@ -283,25 +327,24 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
     for line in &report.ignored {
         eprintln!("hull: settings: {line}");
     }
+    // The remembered size, changed by this command's flags; the disk made
+    // or grown to match.
+    let settled = lifecycle::settle(home, &req, &image_dir(&a.image)?)?;
+    for n in &settled.notes {
+        eprintln!("hull: {n}");
+    }
+    let mut a = a.clone();
+    if let Some(c) = &settled.config {
+        a.cpus = Some(c.cpus);
+        a.memory = Some(c.memory_mib);
+    }
+    let a = &a;
     let m = machine(home, a)?;
     if !m.cmdline.is_empty() {
         eprintln!(
             "hull: BENCHMARK kernel words (hardening switched by hand): {}",
             m.cmdline.join(" ")
         );
-    }
-    if !home.data_disk().exists() {
-        let disk = home.data_disk();
-        let size = format!("{}G", a.disk_gib);
-        let st = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&disk)
-            .arg(&size)
-            .status()
-            .context("running qemu-img")?;
-        if !st.success() {
-            bail!("qemu-img create {} failed", disk.display());
-        }
     }
     let exe = std::env::current_exe()?;
     let log = std::fs::OpenOptions::new()
@@ -440,8 +483,13 @@ fn wait_engine(home: &Home, start: Instant, timeout: Duration) -> Result<()> {
                 tail(&home.console_log(), 20)
             );
         }
-        let step = std::fs::read_to_string(home.console_log())
-            .unwrap_or_default()
+        let console = std::fs::read_to_string(home.console_log()).unwrap_or_default();
+        if let Some(e) = lifecycle::disk_refusal(&console) {
+            bail!(
+                "the VM cannot use its data disk: {e}\nThe VM keeps running without it (`hull status` shows this); `hull down` stops it."
+            );
+        }
+        let step = console
             .lines()
             .rev()
             .find(|l| l.contains("hull-init:"))
@@ -497,6 +545,34 @@ fn docker_context(home: &Home) {
 fn serve(home: &Home, a: &UpArgs) -> Result<()> {
     let m = machine(home, a)?;
     daemon::run(home, daemon::Config { machine: m })
+}
+
+/// `hull delete`: asks first (a terminal is needed for that, else
+/// `--force`); a running VM is refused, or stopped with `--force`.
+fn delete(home: &Home, force: bool) -> Result<()> {
+    lifecycle::exists(home)?;
+    if state::in_use(home) {
+        if !force {
+            bail!(
+                "the VM in {} is running; stop it first (`hull down`) or use `hull delete --force`",
+                home.dir.display()
+            );
+        }
+        if let Err(e) = down(home, false) {
+            eprintln!("hull: {e:#}; killing it");
+            down(home, true)?;
+        }
+    }
+    if !force && !lifecycle::confirm_delete(home)? {
+        bail!("not deleted");
+    }
+    let removed = lifecycle::delete(home)?;
+    eprintln!(
+        "hull: deleted the VM in {} ({} files)",
+        home.dir.display(),
+        removed.len()
+    );
+    Ok(())
 }
 
 fn down(home: &Home, force: bool) -> Result<()> {
@@ -592,6 +668,9 @@ fn status(home: &Home, json: bool) -> Result<()> {
             }
             if let Some(e) = g["settings"]["error"].as_str() {
                 println!("settings  ERROR in the VM: {e} (running with the strictest defaults)");
+            }
+            if let Some(e) = g["data_disk"]["error"].as_str() {
+                println!("data disk ERROR: {e}");
             }
         }
     }
