@@ -4,7 +4,7 @@
 //! So is a disk whose stamp (crate::stamp) names a data format newer than
 //! this init knows: it is read through a read-only mount, before anything
 //! (e2fsck, resize2fs, a migration) could write to it. A disk the host made
-//! bigger (`hull up --disk-gib`) is grown online once mounted.
+//! bigger (`hull up --disk-gib`) is grown before it is mounted.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -140,7 +140,8 @@ pub fn setup() -> Outcome {
 }
 
 fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
-    let plan = match identify(&read_head(dev)?) {
+    let head = read_head(dev)?;
+    let plan = match identify(&head) {
         Content::Blank => {
             crate::info!("{}: blank, formatting ext4 (first boot)", dev.display());
             let code = run(Command::new("/usr/sbin/mkfs.ext4")
@@ -167,6 +168,7 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
                     dev.display()
                 ));
             }
+            o.grown = grow(dev, &head)?;
             Some(plan)
         }
         Content::Other(what) => {
@@ -188,7 +190,6 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
     for d in ["hull", "docker", "containerd"] {
         let _ = fs::create_dir_all(Path::new(MOUNT_POINT).join(d));
     }
-    o.grown = grow(dev);
     let ours = Stamp::ours();
     match plan {
         Some(Plan::Use(s)) => {
@@ -290,39 +291,79 @@ fn write_stamp(s: &Stamp) -> Result<(), String> {
     write().map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// Grows the mounted filesystem to the whole disk (the host enlarged it while
-/// the VM was stopped); a no-op when it already fills it.
-fn grow(dev: &Path) -> Option<String> {
-    let out = Command::new("/usr/sbin/resize2fs").arg(dev).output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            let line = text
-                .lines()
-                .find(|l| l.contains("is now"))?
-                .trim()
-                .to_string();
-            crate::info!("data disk grown: {line}");
-            Some(line)
-        }
-        Ok(o) => {
-            crate::warn!(
-                "resize2fs {} exited {:?}: {}",
-                dev.display(),
-                o.status.code(),
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            None
-        }
-        Err(e) => {
-            crate::warn!("resize2fs {}: {e}", dev.display());
-            None
-        }
+/// The filesystem's size in bytes, from the ext4 superblock in `head`.
+pub fn ext4_bytes(head: &[u8]) -> Option<u64> {
+    let sb = head.get(1024..1024 + 0x158)?;
+    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    let log_block = u32_at(0x18);
+    if log_block > 6 {
+        return None;
     }
+    let mut blocks = u64::from(u32_at(0x4));
+    // INCOMPAT_64BIT: the block count's high half is used.
+    if u32_at(0x60) & 0x80 != 0 {
+        blocks |= u64::from(u32_at(0x150)) << 32;
+    }
+    blocks.checked_mul(1024 << log_block)
+}
+
+/// The block device's size in bytes (sysfs counts 512-byte sectors).
+fn device_bytes(dev: &Path) -> Option<u64> {
+    let name = dev.file_name()?.to_string_lossy().into_owned();
+    let s = fs::read_to_string(format!("/sys/block/{name}/size")).ok()?;
+    s.trim().parse::<u64>().ok()?.checked_mul(512)
+}
+
+/// Slack below which a disk is not worth growing into (resize2fs may leave
+/// a partial last block group unused; the host grows in whole GiB).
+const GROW_SLACK: u64 = 64 << 20;
+
+/// Grows the filesystem to the whole disk when the host made the disk bigger
+/// (`hull up --disk-gib`), before it is mounted: resize2fs wants a full
+/// check first, which only then is worth its time.
+fn grow(dev: &Path, head: &[u8]) -> Result<Option<String>, String> {
+    let (Some(fs_bytes), Some(dev_bytes)) = (ext4_bytes(head), device_bytes(dev)) else {
+        return Ok(None);
+    };
+    if dev_bytes < fs_bytes.saturating_add(GROW_SLACK) {
+        return Ok(None);
+    }
+    let code = run(Command::new("/usr/sbin/e2fsck")
+        .arg("-f")
+        .arg("-p")
+        .arg(dev))?;
+    if code >= 4 {
+        return Err(format!(
+            "e2fsck -f {} found errors it cannot repair (exit {code}); not growing or mounting it",
+            dev.display()
+        ));
+    }
+    let out = Command::new("/usr/sbin/resize2fs")
+        .arg(dev)
+        .output()
+        .map_err(|e| format!("resize2fs {}: {e}", dev.display()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        // The disk is as usable as before, only not bigger: go on, loudly.
+        crate::warn!(
+            "resize2fs {} exited {:?}: {}",
+            dev.display(),
+            out.status.code(),
+            text.trim().replace('\n', " | ")
+        );
+        return Ok(None);
+    }
+    let line = text
+        .lines()
+        .find(|l| l.contains("is now"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| format!("{} grown from {fs_bytes} bytes", dev.display()));
+    crate::info!("data disk grown: {line}");
+    Ok(Some(line))
 }
 
 #[cfg(test)]
@@ -342,6 +383,19 @@ mod tests {
         let mut r = vec![0u8; PROBE];
         r[12345] = 1;
         assert_eq!(identify(&r), Content::Other("unrecognised data".into()));
+    }
+
+    #[test]
+    fn ext4_size_comes_from_the_superblock() {
+        let mut h = vec![0u8; 4096];
+        // 786432 blocks of 4 KiB (log 2): 3 GiB.
+        h[1024 + 4..1024 + 8].copy_from_slice(&786_432u32.to_le_bytes());
+        h[1024 + 0x18..1024 + 0x1c].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(ext4_bytes(&h), Some(3 << 30));
+        h[1024 + 0x60] = 0x80;
+        h[1024 + 0x150..1024 + 0x154].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(ext4_bytes(&h), Some(((1u64 << 32) + 786_432) * 4096));
+        assert_eq!(ext4_bytes(&h[..1100]), None);
     }
 
     #[test]

@@ -302,6 +302,8 @@ fn sha256(p: &Path) -> Result<String> {
 /// byte of it changes. Then the VM is deleted.
 fn newer_disk_refused_delete(vm: &mut Vm) -> Result<()> {
     let disk = vm.home.join("data.qcow2");
+    // Stopped (as the last scenario leaves it; a no-op then).
+    vm.hull_cmd(&["down"])?.success()?;
     vm.hull_cmd(&["delete"])?
         .failure_with("stdin is not a terminal (use `hull delete --force`)")?;
     ensure!(
