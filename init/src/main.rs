@@ -19,6 +19,7 @@ mod selftest;
 mod services;
 mod settings;
 mod shares;
+mod stamp;
 mod status;
 mod supervisor;
 mod sysctl;
@@ -62,7 +63,12 @@ struct Facts {
 
 fn boot() {
     let mut timeline = Timeline::default();
-    info!("starting (version {})", env!("CARGO_PKG_VERSION"));
+    info!(
+        "starting (version {}, build {}, data format {})",
+        env!("CARGO_PKG_VERSION"),
+        stamp::BUILD,
+        stamp::current_format()
+    );
     timeline.mark("init started");
     // Signals are handled by one sigwait thread; block them before any thread exists.
     let sigs = signal_set();
@@ -234,6 +240,8 @@ fn control_reply(sup: &mut Supervisor, facts: &Facts, req: control::Request) -> 
     match req {
         control::Request::Status => json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "build": stamp::BUILD,
+            "data_format": stamp::current_format(),
             "weakened": engine::WEAKENED,
             "uptime_s": log::uptime(),
             "services": sup.status(),

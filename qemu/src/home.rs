@@ -1,7 +1,53 @@
 //! `HULL_HOME`: one VM's disk, sockets, logs and state. Several homes can run
 //! side by side (the tests use a fresh one each).
+//!
+//! Without `HULL_HOME`, a VM is named by its profile (`hull --name <profile>`,
+//! default `default`): the default profile keeps the home hull always used,
+//! `~/.local/share/hull`, so existing VMs stay where they are; any other
+//! profile lives in `~/.local/share/hull/profiles/<name>`.
 
 use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// `~/.local/share/hull`: the default profile's home, and the folder that
+/// holds every other profile's.
+pub fn data_dir() -> Result<PathBuf, String> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or("neither HULL_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/hull"))
+}
+
+/// Where the other profiles live under the data folder.
+pub fn profiles_dir(data: &Path) -> PathBuf {
+    data.join("profiles")
+}
+
+/// A profile name becomes a folder name: short, plain, no path tricks.
+pub fn check_profile(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.len() > 64 || !first_ok || !name.chars().all(ok_char) {
+        return Err(format!(
+            "VM name {name:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// The home of profile `name` under the data folder `data`.
+pub fn profile_dir(data: &Path, name: &str) -> Result<PathBuf, String> {
+    check_profile(name)?;
+    Ok(if name == DEFAULT_PROFILE {
+        data.to_path_buf()
+    } else {
+        profiles_dir(data).join(name)
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct Home {
@@ -11,7 +57,13 @@ pub struct Home {
 impl Home {
     /// `$HULL_HOME`, else `~/.local/share/hull`.
     pub fn from_env() -> Result<Self, String> {
-        if let Some(h) = std::env::var_os("HULL_HOME") {
+        Self::for_profile(None)
+    }
+
+    /// `$HULL_HOME` (an explicit override, with no profile given), else the
+    /// profile's home under the data folder. An empty `HULL_HOME` is unset.
+    pub fn for_profile(profile: Option<&str>) -> Result<Self, String> {
+        if let Some(h) = std::env::var_os("HULL_HOME").filter(|h| !h.is_empty()) {
             let p = PathBuf::from(h);
             if !p.is_absolute() {
                 return Err(format!(
@@ -19,11 +71,17 @@ impl Home {
                     p.display()
                 ));
             }
+            if let Some(name) = profile {
+                return Err(format!(
+                    "HULL_HOME ({}) and --name {name} both choose the VM: unset HULL_HOME to use profiles",
+                    p.display()
+                ));
+            }
             return Ok(Home { dir: p });
         }
-        let home = std::env::var_os("HOME").ok_or("neither HULL_HOME nor HOME is set")?;
+        let data = data_dir()?;
         Ok(Home {
-            dir: PathBuf::from(home).join(".local/share/hull"),
+            dir: profile_dir(&data, profile.unwrap_or(DEFAULT_PROFILE))?,
         })
     }
 
@@ -86,5 +144,32 @@ impl Home {
     }
     pub fn qemu_pid(&self) -> PathBuf {
         self.p("qemu.pid")
+    }
+    /// The VM's remembered cpus, memory and disk size (see crate::lifecycle).
+    pub fn vm_config(&self) -> PathBuf {
+        self.p("vm.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_map_to_homes_and_default_keeps_the_old_one() {
+        let d = Path::new("/h/.local/share/hull");
+        assert_eq!(profile_dir(d, "default"), Ok(d.to_path_buf()));
+        assert_eq!(
+            profile_dir(d, "dev-2"),
+            Ok(PathBuf::from("/h/.local/share/hull/profiles/dev-2"))
+        );
+    }
+
+    #[test]
+    fn bad_profile_names_are_refused() {
+        for bad in ["", "../x", "a/b", ".hidden", "-x", &"a".repeat(65)] {
+            let e = profile_dir(Path::new("/d"), bad).unwrap_err();
+            assert!(e.contains("is not allowed"), "{bad}: {e}");
+        }
     }
 }

@@ -5,6 +5,7 @@ pub mod control;
 pub mod daemon;
 pub mod home;
 pub mod hvsock;
+pub mod lifecycle;
 pub mod machine;
 pub mod ports;
 pub mod settings;

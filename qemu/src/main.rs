@@ -12,13 +12,17 @@ use hull_qemu::home::Home;
 use hull_qemu::machine::{Console, Machine, MachineKind, ShareDevice};
 use hull_qemu::state::{self, VmState};
 use hull_qemu::system::{self, Mode, SystemConfig};
-use hull_qemu::{control, daemon, settings, tsc};
+use hull_qemu::{control, daemon, lifecycle, settings, tsc};
 
 mod cli_system;
 
 #[derive(Parser)]
 #[command(name = "hull", version, about = "A hardened VM for running containers")]
 struct Cli {
+    /// Which VM (profile): its home is ~/.local/share/hull for `default`,
+    /// ~/.local/share/hull/profiles/<name> otherwise. HULL_HOME overrides.
+    #[arg(long, global = true)]
+    name: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -29,6 +33,19 @@ enum Cmd {
     Up(UpArgs),
     /// Shut the VM down cleanly; --force kills it.
     Down {
+        #[arg(long)]
+        force: bool,
+    },
+    /// `hull down`, then `hull up` (with new sizes, or another image).
+    Restart(UpArgs),
+    /// Every VM under ~/.local/share/hull: state, size, image.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the VM: its data disk (images, containers, volumes) and state.
+    Delete {
+        /// No question asked; a running VM is stopped first.
         #[arg(long)]
         force: bool,
     },
@@ -64,11 +81,12 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct UpArgs {
+    /// Virtual CPUs (default: the host's; then what the VM had last time).
     #[arg(long)]
     cpus: Option<u32>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 4096)]
-    memory: u32,
+    /// Guest memory in MiB (default 4096; then what the VM had last time).
+    #[arg(long)]
+    memory: Option<u32>,
     /// Folder with vmlinuz and root.erofs (default: $HULL_IMAGE, or the build's target/hull-image).
     #[arg(long)]
     image: Option<PathBuf>,
@@ -76,9 +94,10 @@ struct UpArgs {
     accel: AccelChoice,
     #[arg(long, value_enum, default_value_t = MachineKind::Microvm)]
     machine: MachineKind,
-    /// Size of the data disk when it is created (GiB).
-    #[arg(long, default_value_t = 64)]
-    disk_gib: u32,
+    /// Size of the data disk in GiB (default 64 when it is created). A
+    /// bigger size grows the disk of a stopped VM; shrinking is refused.
+    #[arg(long)]
+    disk_gib: Option<u32>,
     /// Give up waiting for the engine after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -136,13 +155,32 @@ fn run(cli: Cli) -> Result<()> {
     };
     if let Mode::System(cfg) = &mode {
         if let Some(home) = system_home(cfg)? {
+            if cli.name.is_some() {
+                bail!("--name is refused: this machine is in system mode, where there is one VM, the admin's");
+            }
             return system_client(&mode, &home, cmd);
         }
     }
-    let home = Home::from_env().map_err(anyhow::Error::msg)?;
+    let home = Home::for_profile(cli.name.as_deref()).map_err(anyhow::Error::msg)?;
     match cmd {
         Cmd::Up(a) => up(&home, &a),
         Cmd::Down { force } => down(&home, force),
+        Cmd::Restart(a) => {
+            if state::in_use(&home) {
+                down(&home, false)?;
+            }
+            up(&home, &a)
+        }
+        Cmd::List { json } => {
+            let rows = lifecycle::list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                lifecycle::print_list(&rows, &mut std::io::stdout())?;
+            }
+            Ok(())
+        }
+        Cmd::Delete { force } => delete(&home, force),
         Cmd::Status { json } => status(&home, &mode, json),
         Cmd::Env => {
             println!("{}", env_line(&home));
@@ -199,47 +237,76 @@ fn system_home(cfg: &SystemConfig) -> Result<Option<Home>> {
 /// `settings` and `env` read what the service left readable to the group.
 fn system_client(mode: &Mode, home: &Home, cmd: Cmd) -> Result<()> {
     let me = nix::unistd::geteuid();
-    match cmd {
-        Cmd::Up(a) => {
-            let defaults = UpDefaults::parse_from(["up"]).a;
-            let changed = a.image.is_some()
-                || a.cpus.is_some()
-                || a.memory != defaults.memory
-                || a.disk_gib != defaults.disk_gib
-                || a.accel != defaults.accel
-                || a.machine != defaults.machine
-                || !a.bench_kernel_arg.is_empty()
-                || !a.bench_9p_share.is_empty();
-            if changed {
-                bail!(
-                    "this machine is in system mode: the VM's image, cpus, memory, disk and accelerator are the admin's ({}); `hull up` takes no flags here",
-                    system::CONFIG
-                );
-            }
-            // Refused with its reason (settings::admin_path says why).
-            settings::admin_path(mode)?;
-            if let Some(h) = std::env::var_os("HOME") {
-                let own = Path::new(&h).join(".local/share/hull");
-                for f in ["settings.json", "engine.json"] {
-                    if own.join(f).exists() {
-                        eprintln!(
-                            "hull: {} is not used: in system mode the settings are the admin's ({})",
-                            own.join(f).display(),
-                            system::ADMIN_SETTINGS
-                        );
-                    }
+    let up = |a: &UpArgs, restart: bool| -> Result<()> {
+        let defaults = UpDefaults::parse_from(["up"]).a;
+        let changed = a.image.is_some()
+            || a.cpus.is_some()
+            || a.memory != defaults.memory
+            || a.disk_gib != defaults.disk_gib
+            || a.accel != defaults.accel
+            || a.machine != defaults.machine
+            || !a.bench_kernel_arg.is_empty()
+            || !a.bench_9p_share.is_empty();
+        if changed {
+            bail!(
+                "this machine is in system mode: the VM's image, cpus, memory, disk and accelerator are the admin's ({}); `hull up` takes no flags here",
+                system::CONFIG
+            );
+        }
+        // Refused with its reason (settings::admin_path says why).
+        settings::admin_path(mode)?;
+        if let Some(h) = std::env::var_os("HOME") {
+            let own = Path::new(&h).join(".local/share/hull");
+            for f in ["settings.json", "engine.json"] {
+                if own.join(f).exists() {
+                    eprintln!(
+                        "hull: {} is not used: in system mode the settings are the admin's ({})",
+                        own.join(f).display(),
+                        system::ADMIN_SETTINGS
+                    );
                 }
             }
-            let start = Instant::now();
-            let answer = system::ask(home, system::Op::Up, Duration::from_secs(60))?;
+        }
+        let start = Instant::now();
+        if restart {
+            let answer = system::ask(home, system::Op::Down, Duration::from_secs(120))?;
             if !answer.ok {
                 bail!("the hull service: {}", answer.message);
             }
-            eprintln!("hull: system mode: {}", answer.message);
-            wait_engine(home, start, Duration::from_secs(a.timeout))?;
-            println!("{}", env_line(home));
+        }
+        let answer = system::ask(home, system::Op::Up, Duration::from_secs(60))?;
+        if !answer.ok {
+            bail!("the hull service: {}", answer.message);
+        }
+        eprintln!("hull: system mode: {}", answer.message);
+        wait_engine(home, start, Duration::from_secs(a.timeout))?;
+        println!("{}", env_line(home));
+        Ok(())
+    };
+    match cmd {
+        Cmd::Up(a) => up(&a, false),
+        Cmd::Restart(a) => up(&a, true),
+        Cmd::List { json } => {
+            let running = state::in_use(home);
+            let row = serde_json::json!({
+                "name": "system",
+                "home": home.dir,
+                "state": if running { "running" } else { "stopped" },
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&[row])?);
+            } else {
+                println!(
+                    "system  {}  {}  (system mode: one VM, the admin's)",
+                    row["state"].as_str().unwrap_or("?"),
+                    home.dir.display()
+                );
+            }
             Ok(())
         }
+        Cmd::Delete { .. } => bail!(
+            "the system VM is the admin's: `hull system uninstall --purge` (as root) removes it and its disk"
+        ),
         Cmd::Down { force } => {
             if force && !me.is_root() {
                 bail!("`hull down --force` is the admin's in system mode; `hull down` asks the service");
@@ -337,7 +404,8 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
     let cpus = a
         .cpus
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
-    if cpus == 0 || a.memory < 512 {
+    let memory = a.memory.unwrap_or(lifecycle::DEFAULT_MEMORY_MIB);
+    if cpus == 0 || memory < 512 {
         bail!("--cpus must be at least 1 and --memory at least 512 MiB");
     }
     let shares = settings::write_shares(home, &a.bench_9p_share)?;
@@ -346,7 +414,7 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
         kind: a.machine,
         accel,
         cpus,
-        memory_mib: a.memory,
+        memory_mib: memory,
         kernel: image.join("vmlinuz"),
         root: image.join("root.erofs"),
         data: Some(home.data_disk()),
@@ -419,7 +487,15 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 fn up(home: &Home, a: &UpArgs) -> Result<()> {
     std::fs::create_dir_all(&home.dir)
         .with_context(|| format!("creating {}", home.dir.display()))?;
+    let req = lifecycle::Requested {
+        cpus: a.cpus,
+        memory_mib: a.memory,
+        disk_gib: a.disk_gib,
+    };
     if state::in_use(home) {
+        if let Some(st) = VmState::load(home) {
+            lifecycle::check_running(home, &req, &st)?;
+        }
         if engine_answers(home) {
             eprintln!("hull is already running in {}", home.dir.display());
             println!("{}", env_line(home));
@@ -439,25 +515,24 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
     for line in &report.ignored {
         eprintln!("hull: settings: {line}");
     }
+    // The remembered size, changed by this command's flags; the disk made
+    // or grown to match.
+    let settled = lifecycle::settle(home, &req, &image_dir(&a.image)?)?;
+    for n in &settled.notes {
+        eprintln!("hull: {n}");
+    }
+    let mut a = a.clone();
+    if let Some(c) = &settled.config {
+        a.cpus = Some(c.cpus);
+        a.memory = Some(c.memory_mib);
+    }
+    let a = &a;
     let m = machine(home, a)?;
     if !m.cmdline.is_empty() {
         eprintln!(
             "hull: BENCHMARK kernel words (hardening switched by hand): {}",
             m.cmdline.join(" ")
         );
-    }
-    if !home.data_disk().exists() {
-        let disk = home.data_disk();
-        let size = format!("{}G", a.disk_gib);
-        let st = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&disk)
-            .arg(&size)
-            .status()
-            .context("running qemu-img")?;
-        if !st.success() {
-            bail!("qemu-img create {} failed", disk.display());
-        }
     }
     let exe = std::env::current_exe()?;
     let log = std::fs::OpenOptions::new()
@@ -596,8 +671,13 @@ fn wait_engine(home: &Home, start: Instant, timeout: Duration) -> Result<()> {
                 tail(&home.console_log(), 20)
             );
         }
-        let step = std::fs::read_to_string(home.console_log())
-            .unwrap_or_default()
+        let console = std::fs::read_to_string(home.console_log()).unwrap_or_default();
+        if let Some(e) = lifecycle::disk_refusal(&console) {
+            bail!(
+                "the VM cannot use its data disk: {e}\nThe VM keeps running without it (`hull status` shows this); `hull down` stops it."
+            );
+        }
+        let step = console
             .lines()
             .rev()
             .find(|l| l.contains("hull-init:"))
@@ -659,6 +739,34 @@ fn serve(home: &Home, a: &UpArgs, group_socket: bool) -> Result<()> {
             group_socket,
         },
     )
+}
+
+/// `hull delete`: asks first (a terminal is needed for that, else
+/// `--force`); a running VM is refused, or stopped with `--force`.
+fn delete(home: &Home, force: bool) -> Result<()> {
+    lifecycle::exists(home)?;
+    if state::in_use(home) {
+        if !force {
+            bail!(
+                "the VM in {} is running; stop it first (`hull down`) or use `hull delete --force`",
+                home.dir.display()
+            );
+        }
+        if let Err(e) = down(home, false) {
+            eprintln!("hull: {e:#}; killing it");
+            down(home, true)?;
+        }
+    }
+    if !force && !lifecycle::confirm_delete(home)? {
+        bail!("not deleted");
+    }
+    let removed = lifecycle::delete(home)?;
+    eprintln!(
+        "hull: deleted the VM in {} ({} files)",
+        home.dir.display(),
+        removed.len()
+    );
+    Ok(())
 }
 
 fn down(home: &Home, force: bool) -> Result<()> {
@@ -797,6 +905,9 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
             }
             if let Some(e) = g["settings"]["error"].as_str() {
                 println!("settings  ERROR in the VM: {e} (running with the strictest defaults)");
+            }
+            if let Some(e) = g["data_disk"]["error"].as_str() {
+                println!("data disk ERROR: {e}");
             }
         }
     }

@@ -210,7 +210,7 @@ pub fn check() -> Result<()> {
     // Its own target folder, in the machine's cache when possible (a fresh
     // clone then rebuilds only hull's crates there, not every dependency).
     let b_target = paths::shared_target("repro-target", b_src.join("target"));
-    let b_bins = vm::build_vm_binaries_at(&sh, &b_src, &b_target, None)?;
+    let b_bins = vm::build_vm_binaries_at(&sh, &b_src, &b_target, None, &vm::InitKnobs::default())?;
     let secs = start.elapsed().as_secs();
     let (da, db) = (digests(&a_bins)?, digests(&b_bins)?);
     for (name, d) in &da {

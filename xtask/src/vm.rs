@@ -24,6 +24,48 @@ pub struct ImageArgs {
     /// walls`); default output target/hull-image-weak-<wall>. Never ship it.
     #[arg(long, value_enum)]
     pub weaken: Option<Wall>,
+    #[command(flatten)]
+    pub knobs: InitKnobs,
+}
+
+/// What a build of hull-init records about itself (compile-time variables):
+/// two images of one version are told apart, and the VM tests build a real
+/// "newer hull" whose data disks an older one must refuse.
+#[derive(clap::Args, Default, Clone)]
+pub struct InitKnobs {
+    /// Name this build (default `dev`): init writes it into the data disk's
+    /// stamp and `hull status` shows it.
+    #[arg(long)]
+    pub build_id: Option<String>,
+    /// Tests only: the data-disk format this build's init writes and reads.
+    #[arg(long, hide = true)]
+    pub data_format: Option<u32>,
+}
+
+impl InitKnobs {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        if let Some(b) = &self.build_id {
+            v.push(("HULL_BUILD_ID", b.clone()));
+        }
+        if let Some(f) = self.data_format {
+            v.push(("HULL_DATA_FORMAT", f.to_string()));
+        }
+        v
+    }
+
+    /// A knobbed build's binaries get their own folder (beside hull-bin).
+    fn bin_dir(&self, target: &Path) -> Option<PathBuf> {
+        if self.build_id.is_none() && self.data_format.is_none() {
+            return None;
+        }
+        let id = self.build_id.as_deref().unwrap_or("dev");
+        let fmt = self
+            .data_format
+            .map(|f| format!("-f{f}"))
+            .unwrap_or_default();
+        Some(target.join(format!("hull-bin-{id}{fmt}")))
+    }
 }
 
 #[derive(clap::Args)]
@@ -51,7 +93,11 @@ pub fn manifest() -> PathBuf {
 /// A weakened variant gets its own folder, its crates' `weaken-*` features,
 /// and its own host `hull` binary there too.
 pub fn build_vm_binaries(sh: &Shell, weaken: Option<Wall>) -> Result<PathBuf> {
-    build_vm_binaries_at(sh, &paths::workspace(), &paths::target(), weaken)
+    build_knobbed(sh, weaken, &InitKnobs::default())
+}
+
+fn build_knobbed(sh: &Shell, weaken: Option<Wall>, knobs: &InitKnobs) -> Result<PathBuf> {
+    build_vm_binaries_at(sh, &paths::workspace(), &paths::target(), weaken, knobs)
 }
 
 /// [`build_vm_binaries`] of the checkout `ws` into the target folder
@@ -62,11 +108,18 @@ pub fn build_vm_binaries_at(
     ws: &Path,
     target: &Path,
     weaken: Option<Wall>,
+    knobs: &InitKnobs,
 ) -> Result<PathBuf> {
+    if weaken.is_some() && knobs.bin_dir(target).is_some() {
+        bail!("--weaken and --build-id/--data-format are separate test builds; pick one");
+    }
     let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
     let bins = m.binaries();
     let remap = crate::repro::rustflags(ws);
-    let out = weaken.map_or_else(|| target.join("hull-bin"), Wall::bin_dir);
+    let out = weaken
+        .map(Wall::bin_dir)
+        .or_else(|| knobs.bin_dir(target))
+        .unwrap_or_else(|| target.join("hull-bin"));
     fs::create_dir_all(&out)?;
     let vm_features = weaken.map(Wall::vm_features).unwrap_or_default();
     let _dir = sh.push_dir(ws);
@@ -97,6 +150,7 @@ pub fn build_vm_binaries_at(
             "RUSTFLAGS",
             format!("-C target-feature=+crt-static {remap}"),
         )
+        .envs(knobs.env())
         .run()?;
         fs::copy(
             target.join(triple).join("release/hull-init"),
@@ -121,7 +175,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     }
     let k = kernel::run(&kernel::Args::default())?;
     let sh = Shell::new()?;
-    let bins = build_vm_binaries(&sh, args.weaken)?;
+    let bins = build_knobbed(&sh, args.weaken, &args.knobs)?;
     let out = args
         .out
         .clone()

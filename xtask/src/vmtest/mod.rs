@@ -12,6 +12,7 @@ mod escapes;
 pub mod images;
 mod init;
 mod kernel_hardening;
+mod lifecycle;
 mod redteam_gate;
 mod redteam_guard;
 mod redteam_runtime;
@@ -320,6 +321,15 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
         after_boot: None,
         parallel: shares::AS_USER.to_vec(),
         serial: vec![],
+    });
+    // Boots three times (upgrade, refusal) and builds a second image.
+    all.push(Suite {
+        name: "lifecycle",
+        up_args: lifecycle::up_args(),
+        setup: Some(lifecycle::setup),
+        after_boot: None,
+        parallel: vec![],
+        serial: lifecycle::SCENARIOS.to_vec(),
     });
     Ok(all)
 }
