@@ -4,6 +4,7 @@
 //! scenario, and always tears the VM down.
 
 pub mod boot;
+mod compat;
 mod conformance;
 mod defaults;
 mod desktop;
@@ -121,7 +122,14 @@ fn eci_setup(vm: &mut Vm, work: &Path) -> Result<Box<dyn std::any::Any>> {
     let login_name = format!("host.docker.internal:{}", login.port);
     std::fs::write(
         vm.home.join("engine.json"),
-        serde_json::json!({"insecure-registries": [reg.address_in_vm(), login_name]}).to_string(),
+        // The open registry is also the Docker Hub mirror, so that an image
+        // pushed there as `testcontainers/ryuk` is pulled with the digest a
+        // pull from Docker Hub gives (desktop/client-compat).
+        serde_json::json!({
+            "insecure-registries": [reg.address_in_vm(), login_name],
+            "registry-mirrors": [format!("http://{}", reg.address_in_vm())],
+        })
+        .to_string(),
     )?;
     vm.vars.insert("registry".into(), reg.address_in_vm());
     vm.vars.insert("login_registry".into(), login_name);
@@ -270,6 +278,7 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                     conformance::settings_endpoint_on_host,
                 ),
                 ("workload/testcontainers", workloads::testcontainers),
+                ("desktop/client-compat", compat::client_compat),
             ],
             serial: vec![],
         },
