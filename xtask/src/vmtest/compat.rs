@@ -26,38 +26,40 @@ use super::vm::Vm;
 /// testcontainers-python 4.15.0's reaper (`testcontainers/core/config.py`).
 const RYUK: &str = "testcontainers/ryuk:0.8.1";
 
-/// The checks whose records differ between hull and Docker Engine, and why.
-/// ECI references: Docker's "Enhanced Container Isolation" docs (FAQ and
-/// "How does it work"), and docs/security.md / docs/compat.md here.
+/// The checks whose records differ between hull and Docker Engine, and why
+/// (docs/compat.md has the table). `eci-behaviours.md` is the project's
+/// digest of Docker's ECI documentation (shared/reference/), beside the
+/// ECI FAQ.
 const EXPECTED: &[(&str, &str)] = &[
     (
         "engine.info",
-        "DefaultRuntime is hull's runtime, not runc: ECI runs every container \
-         with its own runtime (Docker's ECI docs: containers run with Sysbox; \
-         docs/architecture.md)",
+        "DefaultRuntime is hull's runtime, not runc: ECI's hardened runtime is \
+         the default and only one (eci-behaviours.md §6; Docker's ECI runs \
+         Sysbox)",
     ),
     (
         "containers.exec-uid-map",
-        "root in the container is an unprivileged user of the VM: ECI puts \
-         every container in a Linux user namespace with an exclusive id range \
-         (ECI docs, 'How does it work'; eci-behaviours.md)",
+        "root in the container is an unprivileged user of the VM: every \
+         container gets its own user namespace with an exclusive id range \
+         (eci-behaviours.md §1; ECI docs, 'How does it work')",
     ),
     (
         "socket.ryuk-undigested",
-        "a Docker socket mount is refused for an image without a repository \
-         digest, though its tag is on the allow-list: ECI matches \
-         imageList entries by the digest of the image from the registry, so a \
-         re-tagged or locally loaded image does not pass (ECI docs, 'Docker \
-         socket mount permissions'; docs/settings.md)",
+        "the socket mount is refused for an image whose tag is allowed \
+         (docker.io/testcontainers/ryuk:*) but which has no repository digest \
+         (loaded, not pulled): the allow-list is enforced by digest \
+         (eci-behaviours.md §8; docs/settings.md); after a pull both engines \
+         agree (socket.ryuk-pulled)",
     ),
     (
         "socket.client-path",
-        "a container cannot bind the host's path of the Docker socket \
-         (DOCKER_HOST's); the engine's socket is bound as /var/run/docker.sock, \
-         as with Docker Desktop (testcontainers: \
-         TESTCONTAINERS_DOCKER_SOCKET_OVERRIDE=/var/run/docker.sock); the \
-         VM's home in the /tmp share reads as an empty read-only folder \
-         (docs/compat.md)",
+        "the host's path of the socket (DOCKER_HOST's) is not the engine's \
+         socket, which runs in the VM, and hull's home in the /tmp share reads \
+         as an empty read-only folder; as with Docker Desktop a container gets \
+         the engine's socket as /var/run/docker.sock (ECI FAQ 'Can I mount the \
+         host's Docker socket'; testcontainers: \
+         TESTCONTAINERS_DOCKER_SOCKET_OVERRIDE=/var/run/docker.sock; \
+         docs/compat.md)",
     ),
 ];
 
