@@ -96,6 +96,13 @@ impl HostEngine {
         }
         let dir = dir.join("dockerd");
         std::fs::create_dir_all(&dir)?;
+        let sock = dir.join("docker.sock");
+        // From here on, Drop undoes whatever was made, even on an error.
+        let mut e = HostEngine {
+            child: None,
+            dir: dir.clone(),
+            sock: sock.clone(),
+        };
         // A bridge left by an earlier run that was killed goes first.
         let _ = ip(&["link", "del", BRIDGE]);
         ip(&["link", "add", BRIDGE, "type", "bridge"])?;
@@ -110,32 +117,41 @@ impl HostEngine {
             "registry-mirrors": [format!("http://{mirror}")],
         });
         std::fs::write(dir.join("daemon.json"), cfg.to_string())?;
-        let sock = dir.join("docker.sock");
         let log = std::fs::File::create(dir.join("dockerd.log"))?;
-        let child = Command::new("/usr/sbin/dockerd")
-            .arg("--config-file")
-            .arg(dir.join("daemon.json"))
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            // A containerd shared with another dockerd keeps ours apart.
-            .args(["--containerd-namespace", "hull-compat"])
-            .args(["--containerd-plugins-namespace", "hull-compat-plugins"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting /usr/sbin/dockerd")?;
-        let mut e = HostEngine {
-            child: Some(child),
-            dir,
-            sock,
-        };
+        let mut cmd = Command::new("/usr/sbin/dockerd");
+        // If vm-test itself dies (^C), dockerd goes with it instead of
+        // outliving the run; the next run removes the bridge it leaves.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
+        // only the forked child.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        e.child = Some(
+            cmd.arg("--config-file")
+                .arg(dir.join("daemon.json"))
+                .arg("--data-root")
+                .arg(dir.join("data"))
+                .arg("--exec-root")
+                .arg(dir.join("exec"))
+                .arg("--pidfile")
+                .arg(dir.join("docker.pid"))
+                .arg("-H")
+                .arg(format!("unix://{}", sock.display()))
+                // A containerd shared with another dockerd keeps ours apart.
+                .args(["--containerd-namespace", "hull-compat"])
+                .args(["--containerd-plugins-namespace", "hull-compat-plugins"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("starting /usr/sbin/dockerd")?,
+        );
         let t = Instant::now();
         loop {
             if e.docker(&["version"]).is_ok() {
