@@ -333,7 +333,8 @@ def main():
         if tuple(int(x) for x in client.api.api_version.split(".")) >= (1, 42):
             vf["all"] = "true"
         pv = client.volumes.prune(filters=vf)
-        pi = client.images.prune(filters={"dangling": True})
+        # Only this script's images: other scenarios share the engine.
+        pi = client.images.prune(filters={"dangling": True, "label": LABEL})
         return dead.id in (pc.get("ContainersDeleted") or []), {
             "dead_container_pruned": dead.id in (pc.get("ContainersDeleted") or []),
             "networks": sorted(pn.get("NetworksDeleted") or []),
