@@ -5,6 +5,7 @@ use std::ffi::CString;
 mod fsbench;
 mod kernel;
 mod races;
+mod ryuk;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -534,6 +535,9 @@ fn run(args: &[String]) -> i32 {
             };
             fsbench::run(dir, files, mib)
         }
+        // Not an attempt: testcontainers' reaper for the client-compat
+        // scenario (ryuk.rs).
+        "ryuk" => ryuk::run(),
         _ => {
             eprintln!("unknown test {cmd}");
             2

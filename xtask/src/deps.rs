@@ -26,6 +26,8 @@ const APT_PACKAGES: &[&str] = &[
     "zstd",
     "xz-utils",
     "python3",
+    // the client-compat scenario's Python clients live in a venv of Debian's python3
+    "python3-venv",
     // runtime crates and host-tier tests; virtiofsd's build
     "libseccomp-dev",
     "libcap-ng-dev",
@@ -57,6 +59,7 @@ pub fn run() -> Result<()> {
     cargo_fuzz(&sh)?;
     docker_cli(&sh)?;
     crate::plugins::install(&sh)?;
+    python_clients(&sh)?;
     tools()?;
     test_user(&sh)?;
     eprintln!("[deps] all present");
@@ -68,6 +71,7 @@ pub fn run() -> Result<()> {
 /// file is gone; the tests would then fail one by one, so say it here once.
 const TOOLS: &[(&str, &str)] = &[
     ("/bin/busybox", "busybox-static"),
+    ("/usr/bin/python3", "python3"),
     ("/usr/sbin/dockerd", "docker.io"),
     ("docker", "docker.io"),
     ("containerd", "containerd"),
@@ -79,6 +83,61 @@ const TOOLS: &[(&str, &str)] = &[
     ("unshare", "util-linux"),
     ("ip", "iproute2"),
 ];
+
+/// The Python interpreter of the clients' venv: Debian's, which apt (above)
+/// installs and keeps at this path for every account, root included. A
+/// `python3` found on PATH may be a pyenv shim whose version depends on who
+/// runs it and from where.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// The venv holding the client-compat scenario's clients (the Docker SDK
+/// for Python, testcontainers-python), pinned in xtask/clients/requirements.txt.
+pub fn clients_venv() -> std::path::PathBuf {
+    crate::paths::cache().join("clients-venv")
+}
+
+/// What the venv must answer: the pinned versions of the two clients.
+const CLIENTS_CHECK: &str = "import docker, importlib.metadata as m; print(docker.__version__, m.version('testcontainers'))";
+const CLIENTS_WANT: &str = "7.2.0 4.15.0";
+
+fn clients_present(sh: &Shell, python: &std::path::Path) -> bool {
+    python.is_file()
+        && cmd!(sh, "{python} -c {CLIENTS_CHECK}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .is_ok_and(|v| v.trim() == CLIENTS_WANT)
+}
+
+fn python_clients(sh: &Shell) -> Result<()> {
+    let venv = clients_venv();
+    let python = venv.join("bin/python");
+    if clients_present(sh, &python) {
+        return Ok(());
+    }
+    let req = crate::paths::workspace().join("xtask/clients/requirements.txt");
+    eprintln!("[deps] python clients into {}", venv.display());
+    // A venv left half-made (or of another interpreter) is made again.
+    let _ = std::fs::remove_dir_all(&venv);
+    cmd!(sh, "{SYSTEM_PYTHON} -m venv {venv}")
+        .run()
+        .context("python3 -m venv (package python3-venv)")?;
+    // --no-deps: the requirements file pins the whole closure; pip must
+    // not pick anything else.
+    cmd!(
+        sh,
+        "{python} -m pip install --quiet --disable-pip-version-check --no-deps -r {req}"
+    )
+    .run()
+    .context("pip install of the pinned Python clients")?;
+    if !clients_present(sh, &python) {
+        bail!(
+            "{} does not import docker 7.2.0 and testcontainers 4.15.0 after the install",
+            python.display()
+        );
+    }
+    Ok(())
+}
 
 fn tools() -> Result<()> {
     let on_path = |n: &str| {

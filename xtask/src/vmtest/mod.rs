@@ -4,6 +4,7 @@
 //! scenario, and always tears the VM down.
 
 pub mod boot;
+mod compat;
 mod conformance;
 mod defaults;
 mod desktop;
@@ -124,7 +125,9 @@ fn eci_setup(vm: &mut Vm, work: &Path) -> Result<Box<dyn std::any::Any>> {
     let login_name = login.address_in_vm();
     // The open registry doubles as the user's Docker Hub mirror: nothing
     // on this machine resolves registry-1.docker.io, so a docker.io pull
-    // that succeeds came through the mirror.
+    // that succeeds came through the mirror (desktop/registry-mirror), and
+    // an image pushed there as `testcontainers/ryuk` pulls with the digest a
+    // Docker Hub pull gives (desktop/client-compat).
     std::fs::write(
         vm.home.join("engine.json"),
         serde_json::json!({
@@ -287,6 +290,7 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                     conformance::settings_endpoint_on_host,
                 ),
                 ("workload/testcontainers", workloads::testcontainers),
+                ("desktop/client-compat", compat::client_compat),
             ],
             serial: vec![],
         },
