@@ -21,8 +21,10 @@ mod cli_system;
 struct Cli {
     /// Which VM (profile): its home is ~/.local/share/hull for `default`,
     /// ~/.local/share/hull/profiles/<name> otherwise. HULL_HOME overrides.
-    #[arg(long, global = true)]
-    name: Option<String>,
+    // Its own id: `hull logs <name>` has a positional `name`, which clap
+    // would otherwise take for this global flag.
+    #[arg(long = "name", id = "profile", value_name = "PROFILE", global = true)]
+    profile: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -155,13 +157,13 @@ fn run(cli: Cli) -> Result<()> {
     };
     if let Mode::System(cfg) = &mode {
         if let Some(home) = system_home(cfg)? {
-            if cli.name.is_some() {
+            if cli.profile.is_some() {
                 bail!("--name is refused: this machine is in system mode, where there is one VM, the admin's");
             }
             return system_client(&mode, &home, cmd);
         }
     }
-    let home = Home::for_profile(cli.name.as_deref()).map_err(anyhow::Error::msg)?;
+    let home = Home::for_profile(cli.profile.as_deref()).map_err(anyhow::Error::msg)?;
     match cmd {
         Cmd::Up(a) => up(&home, &a),
         Cmd::Down { force } => down(&home, force),
@@ -983,6 +985,16 @@ fn show_settings(home: &Home, json: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn logs_name_is_not_the_profile() {
+        use clap::Parser;
+        let cli = super::Cli::parse_from(["hull", "logs", "dockerd"]);
+        assert!(cli.profile.is_none());
+        let cli = super::Cli::parse_from(["hull", "--name", "dev", "logs", "dockerd"]);
+        assert_eq!(cli.profile.as_deref(), Some("dev"));
+        assert!(matches!(cli.cmd, super::Cmd::Logs { ref name, .. } if name == "dockerd"));
+    }
+
     use super::dechunk;
 
     #[test]
