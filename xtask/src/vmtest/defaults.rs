@@ -252,13 +252,7 @@ pub fn registry_login_push_pull(vm: &Vm) -> Result<()> {
         "docker login left no credentials for {reg} in the host's {}: {cfg}",
         cfg_path.display()
     );
-    let pushed = vm.docker(&["push", &image])?.success()?;
-    let digest = pushed
-        .out()
-        .split_whitespace()
-        .find(|w| w.starts_with("sha256:"))
-        .with_context(|| format!("push printed no digest: {pushed}"))?
-        .to_string();
+    let digest = push(vm, &image)?;
     let repo = store.join("docker/registry/v2/repositories/hull/login-test");
     ensure!(
         repo.is_dir(),
@@ -346,6 +340,17 @@ pub fn core_dump_in_cwd(vm: &Vm) -> Result<()> {
     result
 }
 
+/// `docker push image`: the digest it printed.
+fn push(vm: &Vm, image: &str) -> Result<String> {
+    let pushed = vm.docker(&["push", image])?.success()?;
+    Ok(pushed
+        .out()
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .with_context(|| format!("push printed no digest: {pushed}"))?
+        .to_string())
+}
+
 /// The user's engine settings name a Docker Hub mirror (the suite's host
 /// registry): `docker info` lists it, and a docker.io image that exists only
 /// in the mirror pulls with the mirror's digest. Nothing on this machine
@@ -365,13 +370,7 @@ pub fn registry_mirror(vm: &Vm) -> Result<()> {
             "docker info does not list the user's mirror http://{reg}/: {info}"
         );
         vm.docker(&["tag", "busybox", &in_mirror])?.success()?;
-        let pushed = vm.docker(&["push", &in_mirror])?.success()?;
-        let digest = pushed
-            .out()
-            .split_whitespace()
-            .find(|w| w.starts_with("sha256:"))
-            .with_context(|| format!("push printed no digest: {pushed}"))?
-            .to_string();
+        let digest = push(vm, &in_mirror)?;
         vm.docker(&["rmi", &in_mirror])?.success()?;
         vm.docker(&["pull", &format!("{name}:1")])?
             .success()

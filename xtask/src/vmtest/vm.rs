@@ -103,19 +103,10 @@ impl Vm {
     pub fn new(hull: &Path, image: &Path, up_args: &[&str]) -> Result<Vm> {
         let home = super::boot::tempdir()?.join("home");
         std::fs::create_dir_all(&home)?;
-        Ok(Vm {
-            home,
-            hull: hull.to_path_buf(),
-            image: image.to_path_buf(),
-            up_args: up_args.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
-            vars: Default::default(),
-            boot_time: Duration::ZERO,
-            as_user: None,
-            login: None,
-            down: true,
-            keep_home: false,
-        })
+        let mut vm = Vm::attach(hull, image, &home);
+        vm.up_args = up_args.iter().map(|s| s.to_string()).collect();
+        vm.keep_home = false;
+        Ok(vm)
     }
 
     /// Use `home` (one this Vm did not make, e.g. a user's default
