@@ -43,7 +43,7 @@ fn server(
 
 fn ping(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(b"OK")));
-    if req.uri().path() != "/_ping" || req.headers()[header::HOST] != HOST {
+    if req.uri().path() != "/_ping" || req.headers()[header::HOST] != "hull" {
         *resp.status_mut() = StatusCode::NOT_FOUND;
         *resp.body_mut() = Full::new(Bytes::from_static(b"{\"message\":\"page not found\"}"));
     }
