@@ -37,23 +37,19 @@ const fn weakened() -> Option<&'static str> {
         None
     }
 }
-/// The user's Docker Engine settings from the host (checked again here).
-pub const USER_FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/dev.hull/engine/raw";
+/// The most the user's engine settings may weigh.
+const USER_MAX_BYTES: u64 = 256 * 1024;
 /// dockerd's own socket: inside the root-only /run/hull, reachable by the gate only.
 pub const DOCKER_SOCK: &str = "/run/hull/docker.sock";
 
-/// The user's engine settings, if the host sent any: `Ok(None)` when there
-/// are none, an error (shown in `hull status`, settings ignored) when they
-/// do not pass hull-policy's check.
+/// The user's engine settings from the host (checked again here), if it
+/// sent any: `Ok(None)` when there are none, an error (shown in `hull
+/// status`, settings ignored) when they cannot be read or do not pass
+/// hull-policy's check.
 pub fn user_settings() -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
-    use std::io::Read;
-    let Ok(f) = std::fs::File::open(USER_FW_CFG) else {
+    let Some(raw) = crate::fw_cfg::read(crate::fw_cfg::ENGINE, USER_MAX_BYTES)? else {
         return Ok(None);
     };
-    let mut raw = Vec::new();
-    f.take(256 * 1024)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("{USER_FW_CFG}: {e}"))?;
     hull_policy::parse_engine(&raw)
         .map(Some)
         .map_err(|e| format!("engine settings from the host: {e}"))

@@ -8,6 +8,7 @@ mod control;
 mod disk;
 mod dumps;
 mod engine;
+mod fw_cfg;
 mod integrity;
 mod log;
 mod logs;

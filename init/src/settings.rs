@@ -4,10 +4,10 @@
 //! defaults apply and the error shows in `hull status`.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
-pub const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/dev.hull/settings/raw";
+use crate::fw_cfg;
+
 pub const PATH: &str = "/run/hull/settings.json";
 /// Settings are a few KiB; a bigger blob is an error, not something to buffer.
 pub const MAX_BYTES: u64 = 1 << 20;
@@ -40,13 +40,12 @@ pub fn validate(raw: &[u8]) -> Result<String, String> {
 }
 
 fn read_fw_cfg() -> Result<Vec<u8>, String> {
-    let f =
-        fs::File::open(FW_CFG).map_err(|e| format!("no settings from the host ({FW_CFG}: {e})"))?;
-    let mut raw = Vec::new();
-    f.take(MAX_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("reading {FW_CFG}: {e}"))?;
-    Ok(raw)
+    fw_cfg::read(fw_cfg::SETTINGS, MAX_BYTES)?.ok_or_else(|| {
+        format!(
+            "no settings from the host ({} is absent)",
+            fw_cfg::path(fw_cfg::SETTINGS)
+        )
+    })
 }
 
 pub fn load() -> Loaded {

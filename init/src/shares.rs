@@ -12,14 +12,12 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 
-pub const FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/dev.hull/shares/raw";
 pub const ROOT: &str = "/mnt/host";
 const MAX_BYTES: u64 = 256 * 1024;
 
@@ -119,17 +117,14 @@ pub fn setup() -> Outcome {
         errors: Vec::new(),
         shares: Vec::new(),
     };
-    let raw = match fs::File::open(FW_CFG) {
-        Ok(f) => {
-            let mut b = Vec::new();
-            if let Err(e) = f.take(MAX_BYTES).read_to_end(&mut b) {
-                o.errors.push(format!("{FW_CFG}: {e}"));
-                return o;
-            }
-            b
-        }
+    let raw = match crate::fw_cfg::read(crate::fw_cfg::SHARES, MAX_BYTES) {
+        Ok(Some(raw)) => raw,
         // No map: nothing is shared.
-        Err(_) => return o,
+        Ok(None) => return o,
+        Err(e) => {
+            o.errors.push(e);
+            return o;
+        }
     };
     let shares = match parse(&raw) {
         Ok(s) => s,

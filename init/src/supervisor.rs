@@ -4,7 +4,6 @@
 //! events, so there are no locks around the service table.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -438,26 +437,12 @@ fn watch_ready(name: &'static str, pid: i32, ready: Ready, tx: Sender<Event>) {
     }
 }
 
+/// dockerd answers `GET /_ping` with `200 OK` and the body `OK` once its
+/// API is up (the socket exists earlier).
 fn ping(sock: &std::path::Path) -> bool {
-    let Ok(mut s) = UnixStream::connect(sock) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 512];
-    let mut got = Vec::new();
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 || got.len() > 4096 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&got);
-    text.starts_with("HTTP/1.") && text.contains(" 200 ") && text.ends_with("OK")
+    hull_http::blocking::get(sock, "/_ping", 64, Duration::from_secs(2))
+        .and_then(|r| r.ok("/_ping"))
+        .is_ok_and(|body| body == "OK")
 }
 
 /// Reaps every exited child, services and orphans alike.

@@ -448,42 +448,10 @@ fn engine_answers(home: &Home) -> bool {
 /// A GET through the user's docker socket (host proxy, channel, gate): the
 /// body of a 200 answer, `None` otherwise.
 fn engine_get(home: &Home, path: &str) -> Option<Vec<u8>> {
-    let mut s = std::os::unix::net::UnixStream::connect(home.docker_sock()).ok()?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: hull\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .ok()?;
-    let mut resp = Vec::new();
-    let _ = s.take(1 << 20).read_to_end(&mut resp);
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 200") {
-        return None;
-    }
-    let body = &resp[split + 4..];
-    if head.contains("transfer-encoding: chunked") {
-        Some(dechunk(body))
-    } else {
-        Some(body.to_vec())
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&b[..nl])
-            .ok()
-            .and_then(|l| usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok())
-            .unwrap_or(0);
-        let start = nl + 2;
-        if size == 0 || start + size > b.len() {
-            break;
-        }
-        out.extend_from_slice(&b[start..start + size]);
-        b = &b[(start + size + 2).min(b.len())..];
-    }
-    out
+    hull_http::blocking::get(&home.docker_sock(), path, 1 << 20, Duration::from_secs(5))
+        .and_then(|r| r.ok(path))
+        .ok()
+        .map(Vec::from)
 }
 
 fn up(home: &Home, a: &UpArgs) -> Result<()> {
@@ -993,14 +961,5 @@ mod tests {
         let cli = super::Cli::parse_from(["hull", "--name", "dev", "logs", "dockerd"]);
         assert_eq!(cli.profile.as_deref(), Some("dev"));
         assert!(matches!(cli.cmd, super::Cmd::Logs { ref name, .. } if name == "dockerd"));
-    }
-
-    use super::dechunk;
-
-    #[test]
-    fn chunked_bodies_are_joined_and_bad_sizes_stop_cleanly() {
-        assert_eq!(dechunk(b"3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n"), b"[1,2]");
-        assert_eq!(dechunk(b"ff\r\nshort"), b"");
-        assert_eq!(dechunk(b"zz\r\nx\r\n"), b"");
     }
 }

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hull_channel::pump::{join, Framed};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::task::JoinHandle;
 
@@ -23,23 +22,28 @@ async fn gate(uds: &Path) -> io::Result<Framed<UnixStream>> {
     Ok(Framed::new(s))
 }
 
-/// One HTTP/1.0 GET (the engine closes after the body): the body.
-async fn get(uds: &Path, path: &str) -> io::Result<Vec<u8>> {
-    let mut g = gate(uds).await?;
-    g.write_all(format!("GET {path} HTTP/1.0\r\nHost: hull\r\n\r\n").as_bytes())
-        .await?;
-    g.flush().await?;
-    let mut all = Vec::new();
-    g.take(64 << 20).read_to_end(&mut all).await?;
-    let Some(at) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Err(io::Error::other("no HTTP response from the engine"));
-    };
-    if !all.starts_with(b"HTTP/1.0 200") && !all.starts_with(b"HTTP/1.1 200") {
-        return Err(io::Error::other(
-            String::from_utf8_lossy(&all[..at]).to_string(),
-        ));
+/// One GET through the gate: the body of a 200 answer.
+async fn get(uds: &Path, path: &str) -> io::Result<bytes::Bytes> {
+    hull_http::get(gate(uds).await?, path, 64 << 20)
+        .await
+        .and_then(|r| r.ok(path))
+        .map_err(io::Error::other)
+}
+
+/// What the port forwarder reads of an engine event (`GET /events`).
+#[derive(Debug, serde::Deserialize)]
+struct Event {
+    #[serde(rename = "Type", default)]
+    kind: String,
+    #[serde(rename = "Action", default)]
+    action: String,
+}
+
+impl Event {
+    /// A container started or went away: the published ports may differ.
+    fn may_change_ports(&self) -> bool {
+        self.kind == "container" && matches!(self.action.as_str(), "start" | "die" | "destroy")
     }
-    Ok(all[at + 4..].to_vec())
 }
 
 /// The TCP ports running containers publish (`docker ps` Ports).
@@ -92,23 +96,26 @@ impl Forwarder {
         Ok(())
     }
 
-    /// Follows the engine's container events; reconciles on each.
+    /// Follows the engine's container events; reconciles on each that
+    /// may change the published ports.
     async fn follow(&mut self) -> io::Result<()> {
         self.reconcile().await?;
-        let mut g = gate(&self.uds).await?;
         let filters = "%7B%22type%22%3A%5B%22container%22%5D%7D";
-        g.write_all(
-            format!("GET /events?filters={filters} HTTP/1.0\r\nHost: hull\r\n\r\n").as_bytes(),
+        let mut events = hull_http::stream(
+            gate(&self.uds).await?,
+            &format!("/events?filters={filters}"),
         )
-        .await?;
-        g.flush().await?;
-        let mut lines = BufReader::new(g).lines();
-        while let Some(line) = lines.next_line().await? {
-            if line.contains("\"Action\":\"start\"")
-                || line.contains("\"Action\":\"die\"")
-                || line.contains("\"Action\":\"destroy\"")
-            {
-                self.reconcile().await?;
+        .await
+        .map_err(io::Error::other)?;
+        while let Some(ev) = events.next::<Event>().await {
+            match ev {
+                Ok(ev) if ev.may_change_ports() => self.reconcile().await?,
+                Ok(_) => {}
+                // One bad line is skipped; a broken stream ends the loop.
+                Err(e @ (hull_http::Error::Json { .. } | hull_http::Error::LineTooLong { .. })) => {
+                    tracing::debug!("port forwarding: {e}")
+                }
+                Err(e) => return Err(io::Error::other(e)),
             }
         }
         Ok(())
@@ -148,29 +155,14 @@ async fn accept(l: TcpListener, port: u16, uds: PathBuf) {
     }
 }
 
+/// One connection to `localhost:port`, carried to the VM's `port` through
+/// the gate's upgraded `POST /hull/v1/forward`.
 async fn forward(mut tcp: TcpStream, port: u16, uds: &Path) -> io::Result<()> {
-    let mut g = gate(uds).await?;
-    g.write_all(
-        format!(
-            "POST /hull/v1/forward?port={port} HTTP/1.1\r\nHost: hull\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await?;
-    g.flush().await?;
-    // The response head, byte by byte: what follows belongs to the tunnel.
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 8192 || g.read(&mut b).await? == 0 {
-            return Err(io::Error::other("the gate did not answer the forward"));
-        }
-        head.push(b[0]);
-    }
-    if !head.starts_with(b"HTTP/1.1 101") {
-        return Err(io::Error::other(String::from_utf8_lossy(&head).to_string()));
-    }
-    join(&mut tcp, &mut g).await.map(|_| ())
+    let g = gate(uds).await?;
+    let mut tunnel = hull_http::upgrade(g, &format!("/hull/v1/forward?port={port}"), "tcp")
+        .await
+        .map_err(io::Error::other)?;
+    join(&mut tcp, &mut tunnel).await.map(|_| ())
 }
 
 #[cfg(test)]
@@ -190,5 +182,57 @@ mod tests {
             published(&v).into_iter().collect::<Vec<_>>(),
             vec![8080, 15432]
         );
+    }
+
+    /// dockerd's own event lines (one JSON object each), served in chunks
+    /// that split them, as the forwarder reads them.
+    #[tokio::test]
+    async fn engine_events_that_change_published_ports() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let lines = concat!(
+            r#"{"status":"create","id":"c1","from":"nginx","Type":"container","Action":"create","Actor":{"ID":"c1","Attributes":{"image":"nginx","name":"web"}},"scope":"local","time":1,"timeNano":1}"#,
+            "\n",
+            r#"{"status":"start","id":"c1","from":"nginx","Type":"container","Action":"start","Actor":{"ID":"c1","Attributes":{"image":"nginx","name":"web"}},"scope":"local","time":1,"timeNano":1}"#,
+            "\n",
+            r#"{"status":"exec_start: sh -c start","id":"c1","Type":"container","Action":"exec_start: sh -c start","Actor":{"ID":"c1","Attributes":{"name":"start"}},"scope":"local","time":2,"timeNano":2}"#,
+            "\n",
+            r#"{"Type":"network","Action":"destroy","Actor":{"ID":"n1","Attributes":{"name":"net"}},"scope":"local","time":3,"timeNano":3}"#,
+            "\n",
+            r#"{"status":"die","id":"c1","Type":"container","Action":"die","Actor":{"ID":"c1","Attributes":{"exitCode":"0"}},"scope":"local","time":4,"timeNano":4}"#,
+            "\n",
+            r#"{"status":"destroy","id":"c1","Type":"container","Action":"destroy","Actor":{"ID":"c1","Attributes":{}},"scope":"local","time":5,"timeNano":5}"#,
+            "\n",
+        );
+        let (client, mut srv) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && srv.read(&mut b).await.unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let _ = srv
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            for piece in lines.as_bytes().chunks(97) {
+                let _ = srv
+                    .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                    .await;
+                let _ = srv.write_all(piece).await;
+                let _ = srv.write_all(b"\r\n").await;
+            }
+            let _ = srv.write_all(b"0\r\n\r\n").await;
+        });
+        let mut events = hull_http::stream(client, "/events").await.unwrap();
+        let mut changes = Vec::new();
+        let mut seen = 0;
+        while let Some(ev) = events.next::<Event>().await {
+            let ev = ev.unwrap();
+            seen += 1;
+            if ev.may_change_ports() {
+                changes.push(ev.action);
+            }
+        }
+        assert_eq!(seen, 6);
+        assert_eq!(changes, ["start", "die", "destroy"]);
     }
 }
