@@ -163,6 +163,9 @@ fn run(cli: Cli) -> Result<()> {
             return system_client(&mode, &home, cmd);
         }
     }
+    // From here on: user mode, or root's own VM beside the system one
+    // (root is the admin), which is a user-mode VM.
+    let mode = Mode::User;
     let home = Home::for_profile(cli.profile.as_deref()).map_err(anyhow::Error::msg)?;
     match cmd {
         Cmd::Up(a) => up(&home, &a),
@@ -189,7 +192,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Logs { name, follow } => logs(&home, &name, follow),
-        Cmd::Settings { json } => show_settings(&home, json),
+        Cmd::Settings { json } => show_settings(&home, &mode, json),
         Cmd::Signal {
             service,
             signal: sig,
@@ -325,7 +328,7 @@ fn system_client(mode: &Mode, home: &Home, cmd: Cmd) -> Result<()> {
             println!("{}", env_line(home));
             Ok(())
         }
-        Cmd::Settings { json } => show_settings(home, json),
+        Cmd::Settings { json } => show_settings(home, mode, json),
         Cmd::Logs { name, follow } => {
             if name != "console" && !me.is_root() && me.as_raw() != home_owner(home) {
                 bail!("in system mode the VM's service logs are the admin's (as root: `hull logs {name}`); `hull logs console` is readable to group `hull`");
@@ -800,7 +803,7 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
     } else {
         None
     };
-    let settings = settings::show(home).ok();
+    let settings = settings::show(home, mode).ok();
     let unprotected: Option<Vec<serde_json::Value>> = if running {
         engine_get(home, "/hull/v1/unprotected").and_then(|b| serde_json::from_slice(&b).ok())
     } else {
@@ -939,8 +942,8 @@ fn logs(home: &Home, name: &str, follow: bool) -> Result<()> {
     Ok(())
 }
 
-fn show_settings(home: &Home, json: bool) -> Result<()> {
-    let s = settings::show(home)?;
+fn show_settings(home: &Home, mode: &Mode, json: bool) -> Result<()> {
+    let s = settings::show(home, mode)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {

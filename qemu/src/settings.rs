@@ -153,11 +153,11 @@ pub fn effective(home: &Home, mode: &Mode) -> Result<Effective> {
 
 /// What `hull settings` shows: the blob the running (or last) VM got, else
 /// the files as they are now.
-pub fn show(home: &Home) -> Result<Value> {
+pub fn show(home: &Home, mode: &Mode) -> Result<Value> {
     let eff = match std::fs::read(home.settings_blob()) {
         Ok(b) => Effective::from_json(&b)
             .map_err(|e| anyhow::anyhow!("{}: {e}", home.settings_blob().display()))?,
-        Err(_) => effective(home, &crate::system::detect()?)?,
+        Err(_) => effective(home, mode)?,
     };
     let mut v = serde_json::to_value(&eff)?;
     v["digest"] = Value::String(eff.digest());
