@@ -2,13 +2,15 @@
 //!
 //! The steps, each its own module: [`manifest`] (what to build), [`rootfs`]
 //! (Debian root from mmdebstrap, cached by content hash), [`stage`] (unpack,
-//! strip, add hull's files), [`pack`] (erofs + qcow2), [`report`] (sizes).
+//! strip, add hull's files), [`pack`] (erofs + its [`verity`] hash tree +
+//! qcow2), [`report`] (sizes and the verity figures).
 
 pub mod manifest;
 pub mod pack;
 pub mod report;
 pub mod rootfs;
 pub mod stage;
+pub mod verity;
 
 use std::fs;
 use std::path::{Path, PathBuf};

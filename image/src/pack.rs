@@ -1,6 +1,7 @@
 //! Packing: the staged root becomes a read-only erofs image (the raw disk the
-//! VM boots from) plus its qcow2 form for desktop VM managers; the kernel is
-//! copied beside them.
+//! VM boots from) with its dm-verity hash tree appended ([`crate::verity`]),
+//! plus its qcow2 form for desktop VM managers; the kernel is copied beside
+//! them.
 
 use std::fs;
 use std::io::Read;
@@ -10,6 +11,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::Manifest;
+use crate::verity::{self, Verity};
 use crate::{io_err, run, Result};
 
 pub const KERNEL: &str = "vmlinuz";
@@ -21,15 +23,12 @@ pub struct Packed {
     pub kernel: PathBuf,
     pub root: PathBuf,
     pub qcow2: PathBuf,
+    pub verity: Verity,
 }
 
 pub fn pack(m: &Manifest, stage: &Path, kernel: &Path, out: &Path) -> Result<Packed> {
-    let p = Packed {
-        kernel: out.join(KERNEL),
-        root: out.join(ROOT_RAW),
-        qcow2: out.join(ROOT_QCOW2),
-    };
-    for f in [&p.kernel, &p.root, &p.qcow2] {
+    let (kernel_out, root, qcow2) = (out.join(KERNEL), out.join(ROOT_RAW), out.join(ROOT_QCOW2));
+    for f in [&kernel_out, &root, &qcow2] {
         let _ = fs::remove_file(f);
     }
     let mut mkfs = Command::new("mkfs.erofs");
@@ -39,14 +38,21 @@ pub fn pack(m: &Manifest, stage: &Path, kernel: &Path, out: &Path) -> Result<Pac
     if m.image.compression != "none" {
         mkfs.arg(format!("-z{}", m.image.compression));
     }
-    mkfs.arg(&p.root).arg(stage);
+    mkfs.arg(&root).arg(stage);
     run(&mut mkfs)?;
+    // Before the qcow2 conversion: the qcow2 carries the tree too.
+    let verity = verity::append_tree(&root)?;
     run(Command::new("qemu-img")
         .args(["convert", "-f", "raw", "-O", "qcow2"])
-        .arg(&p.root)
-        .arg(&p.qcow2))?;
-    fs::copy(kernel, &p.kernel).map_err(io_err(kernel))?;
-    Ok(p)
+        .arg(&root)
+        .arg(&qcow2))?;
+    fs::copy(kernel, &kernel_out).map_err(io_err(kernel))?;
+    Ok(Packed {
+        kernel: kernel_out,
+        root,
+        qcow2,
+        verity,
+    })
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {

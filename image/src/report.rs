@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::manifest::Manifest;
 use crate::pack::{sha256_file, Packed};
 use crate::stage::Staged;
+use crate::verity::Verity;
 use crate::{io_err, run, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +26,9 @@ pub struct Report {
     pub kernel: Artifact,
     pub root: Artifact,
     pub qcow2: Artifact,
+    /// The root's dm-verity tree (appended to root.erofs): what the host
+    /// tells the kernel to check every block of the root against.
+    pub verity: Verity,
     /// Bytes of file content in the root before compression.
     pub root_uncompressed_bytes: u64,
     pub root_files: u64,
@@ -49,6 +53,7 @@ pub fn make(m: &Manifest, staged: &Staged, packed: &Packed, tar: &Path) -> Resul
         kernel: artifact(&packed.kernel)?,
         root: artifact(&packed.root)?,
         qcow2: artifact(&packed.qcow2)?,
+        verity: packed.verity.clone(),
         root_uncompressed_bytes: staged.bytes,
         root_files: staged.files,
         biggest_packages: packages(tar).unwrap_or_default(),
@@ -119,6 +124,14 @@ impl fmt::Display for Report {
             "root (qcow2) {:>7.1} MiB  {}",
             mib(self.qcow2.bytes),
             self.qcow2.file
+        )?;
+        writeln!(
+            f,
+            "root verity  {} {} data blocks, tree at byte {}, root hash {}",
+            self.verity.algorithm,
+            self.verity.data_blocks,
+            self.verity.hash_offset,
+            self.verity.root_hash
         )?;
         writeln!(f, "biggest packages ({}):", self.suite)?;
         for (name, kib) in &self.biggest_packages {

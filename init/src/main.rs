@@ -255,6 +255,7 @@ fn control_reply(sup: &mut Supervisor, facts: &Facts, req: control::Request) -> 
             "mount_errors": facts.mount_errors,
             "sysctls": facts.sysctls,
             "init": status::self_usage(),
+            "root": status::root_verity(),
         }),
         control::Request::Shutdown => json!({"ok": true}),
         control::Request::Integrity => integrity::snapshot(),

@@ -12,7 +12,12 @@ pub struct Check {
 }
 
 pub fn run() -> Vec<Check> {
-    vec![no_modules(), root_read_only(), api_mounts()]
+    vec![
+        no_modules(),
+        root_read_only(),
+        root_verified(),
+        api_mounts(),
+    ]
 }
 
 fn no_modules() -> Check {
@@ -32,6 +37,22 @@ fn no_modules() -> Check {
             } else {
                 format!("ret {r} errno {errno}")
             }
+        ),
+    }
+}
+
+/// The root is the kernel's dm-verity mapping (hull-root on dm-0).
+fn root_verified() -> Check {
+    let r = crate::status::root_verity();
+    Check {
+        name: "root-is-verified",
+        ok: r.verified,
+        detail: format!(
+            "dm-0={:?} root_dev={:?} dm0_dev={:?} root_hash={}",
+            r.dm_name,
+            r.root_dev,
+            r.dm0_dev,
+            r.root_hash.as_deref().unwrap_or("none")
         ),
     }
 }

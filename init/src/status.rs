@@ -118,3 +118,117 @@ pub fn self_usage() -> SelfUsage {
         threads: thread_cpu(),
     }
 }
+
+/// The device-mapper name the host gives the verified root
+/// (hull-qemu's `ROOT_DM_NAME`).
+const ROOT_DM_NAME: &str = "hull-root";
+
+/// Whether the root is the dm-verity mapping the kernel made before init,
+/// and the root hash it checks every block against.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RootVerity {
+    /// All of: the command line's `dm-mod.create` is one verity table named
+    /// hull-root, /sys/block/dm-0 carries that name, and / is mounted from
+    /// dm-0 (mountinfo).
+    pub verified: bool,
+    /// The root hash in the kernel's table (from /proc/cmdline, which nothing
+    /// in the VM can change).
+    pub root_hash: Option<String>,
+    /// /sys/block/dm-0/dm/name.
+    pub dm_name: Option<String>,
+    /// major:minor of / (mountinfo) and of dm-0 (/sys/block/dm-0/dev).
+    pub root_dev: Option<String>,
+    pub dm0_dev: Option<String>,
+}
+
+/// The root hash of a command line's `dm-mod.create="hull-root,...verity..."`;
+/// `None` unless it is exactly one device, named hull-root, of target verity.
+pub fn verity_root_hash(cmdline: &str) -> Option<String> {
+    let start = cmdline.find("dm-mod.create=\"")? + "dm-mod.create=\"".len();
+    let rest = &cmdline[start..];
+    let table = &rest[..rest.find('"')?];
+    if table.contains(';') {
+        return None;
+    }
+    // name,uuid,minor,flags,table
+    let mut parts = table.splitn(5, ',');
+    let name = parts.next()?;
+    let table = parts.nth(3)?;
+    if name != ROOT_DM_NAME {
+        return None;
+    }
+    let words: Vec<&str> = table.split_ascii_whitespace().collect();
+    // <start> <len> verity <version> <data> <hash> <dbs> <hbs> <blocks> <hash_start> <alg> <digest> <salt> ...
+    if words.get(2) != Some(&"verity") {
+        return None;
+    }
+    let digest = words.get(11)?;
+    (digest.len() >= 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| digest.to_string())
+}
+
+/// The major:minor of the mount at `/` in a mountinfo text (the first one:
+/// the root the kernel mounted).
+pub fn root_dev(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(4) == Some(&"/")).then(|| f.get(2).map(|d| d.to_string()))?
+    })
+}
+
+pub fn root_verity() -> RootVerity {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let root_hash = std::fs::read("/proc/cmdline")
+        .ok()
+        .and_then(|b| verity_root_hash(&String::from_utf8_lossy(&b)));
+    let dm_name = read("/sys/block/dm-0/dm/name");
+    let dm0_dev = read("/sys/block/dm-0/dev");
+    let root_dev = read("/proc/self/mountinfo").and_then(|m| root_dev(&m));
+    let verified = root_hash.is_some()
+        && dm_name.as_deref() == Some(ROOT_DM_NAME)
+        && dm0_dev.is_some()
+        && root_dev == dm0_dev;
+    RootVerity {
+        verified,
+        root_hash,
+        dm_name,
+        root_dev,
+        dm0_dev,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "caeaeccfaa31cedcbfcb63ef3c8b87c24d9ff593a3a50f1bd5ea414c5b7565aa";
+
+    #[test]
+    fn root_hash_from_the_command_line() {
+        let c = format!(
+            "console=ttyS0 dm-mod.waitfor=/dev/vda dm-mod.create=\"hull-root,,,ro,0 8 verity 1 /dev/vda /dev/vda 4096 4096 1 1 sha256 {HASH} {HASH} 1 panic_on_corruption\" root=/dev/dm-0"
+        );
+        assert_eq!(verity_root_hash(&c).as_deref(), Some(HASH));
+        for bad in [
+            c.replace("hull-root,", "other,"),
+            c.replace(" verity ", " linear "),
+            c.replace("ro,0 8", "ro,0 8;x,,,ro,0 8"),
+            c.replace("dm-mod.create", "dm-mod.other"),
+            c.replace(HASH, "zz"),
+            "dm-mod.create=\"hull-root,,,ro,0 8 verity".to_string(),
+        ] {
+            assert_eq!(verity_root_hash(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn root_device_from_mountinfo() {
+        let m = "21 1 254:0 / / ro,relatime - erofs /dev/root ro\n22 21 0:5 / /dev rw - devtmpfs devtmpfs rw\n";
+        assert_eq!(root_dev(m).as_deref(), Some("254:0"));
+        assert_eq!(root_dev("22 21 0:5 / /dev rw - devtmpfs x rw\n"), None);
+    }
+}

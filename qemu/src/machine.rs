@@ -1,7 +1,7 @@
 //! QEMU's command line for a hull VM. Pure: builds argv from a description,
 //! so it can be unit-tested and shared by `hull up` and the test harness.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::accel::Accel;
 use crate::shares::{HostShare, ShareFs};
@@ -31,8 +31,12 @@ pub struct Machine {
     pub cpus: u32,
     pub memory_mib: u32,
     pub kernel: PathBuf,
-    /// The erofs root, attached read-only.
+    /// The erofs root, attached read-only, its dm-verity tree appended.
     pub root: PathBuf,
+    /// The root's verity figures (image.json): the kernel maps the root
+    /// through dm-verity with them before init runs. Not optional: an
+    /// image without them does not boot ([`RootVerity::load`]).
+    pub root_verity: RootVerity,
     /// The data disk (qcow2), mounted by init at /var/lib.
     pub data: Option<PathBuf>,
     /// vhost-user socket of a running vhost-device-vsock.
@@ -121,11 +125,124 @@ pub struct ShareDevice {
 
 pub const SETTINGS_FW_CFG: &str = "opt/dev.hull/settings";
 
+/// The image's description, beside vmlinuz and root.erofs.
+pub const IMAGE_JSON: &str = "image.json";
+/// The device-mapper name of the verified root (init checks it).
+pub const ROOT_DM_NAME: &str = "hull-root";
+
+/// The `verity` object of image.json (written by hull-image's `Verity`):
+/// where root.erofs's hash tree is and the root hash it must match.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct RootVerity {
+    pub algorithm: String,
+    pub data_block_size: u64,
+    pub hash_block_size: u64,
+    pub data_blocks: u64,
+    pub hash_offset: u64,
+    pub hash_start_block: u64,
+    pub salt: String,
+    pub root_hash: String,
+}
+
+impl RootVerity {
+    /// Reads the verity figures of the image folder `image`. Fails closed:
+    /// a folder whose image.json is missing, unreadable or has no (valid)
+    /// `verity` object is refused, naming the file; the root is never
+    /// attached unverified.
+    pub fn load(image: &Path) -> Result<RootVerity, String> {
+        let path = image.join(IMAGE_JSON);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{}: {e}: the image must say how to verify its root (rebuild it with `cargo xtask image`)",
+                path.display()
+            )
+        })?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(image_json: &str) -> Result<RootVerity, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(image_json).map_err(|e| format!("not JSON: {e}"))?;
+        let Some(obj) = v.get("verity") else {
+            return Err(
+                "no `verity` object: an image from before the verified root; rebuild it with `cargo xtask image`"
+                    .into(),
+            );
+        };
+        let r: RootVerity = serde_json::from_value(obj.clone())
+            .map_err(|e| format!("`verity` is malformed: {e}"))?;
+        r.check()?;
+        Ok(r)
+    }
+
+    /// Only values that make a well-formed table: the figures end up inside
+    /// a quoted kernel parameter, so no stray character may reach it.
+    fn check(&self) -> Result<(), String> {
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if self.algorithm != "sha256" {
+            return Err(format!(
+                "`verity.algorithm` is {:?}; this hull verifies sha256 trees only",
+                self.algorithm
+            ));
+        }
+        if self.data_block_size != 4096 || self.hash_block_size != 4096 {
+            return Err("`verity` block sizes must be 4096".into());
+        }
+        if !hex(&self.root_hash, 64) {
+            return Err(format!(
+                "`verity.root_hash` {:?} is not 64 hex digits",
+                self.root_hash
+            ));
+        }
+        if !hex(&self.salt, 64) {
+            return Err(format!(
+                "`verity.salt` {:?} is not 64 hex digits",
+                self.salt
+            ));
+        }
+        if self.data_blocks == 0
+            || self.hash_offset != self.data_blocks * self.data_block_size
+            || self.hash_start_block * self.hash_block_size != self.hash_offset
+        {
+            return Err(format!(
+                "`verity` figures disagree: {} data blocks, hash tree at byte {}, hash start block {}",
+                self.data_blocks, self.hash_offset, self.hash_start_block
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `dm-mod.create` table: a read-only verity device over /dev/vda
+    /// (data and tree on the same disk). `panic_on_corruption`: a block that
+    /// does not match is never served, and the panic (with `panic=-1` and
+    /// QEMU's -no-reboot) ends the VM at once, leaving the kernel's reason on
+    /// the console; `restart_on_corruption` would end it the same way but
+    /// as a "restart", which a supervisor could mistake for a normal reboot.
+    pub fn dm_create(&self) -> String {
+        let sectors = self.data_blocks * self.data_block_size / 512;
+        format!(
+            "dm-mod.create=\"{ROOT_DM_NAME},,,ro,0 {sectors} verity 1 /dev/vda /dev/vda {} {} {} {} {} {} {} 1 panic_on_corruption\"",
+            self.data_block_size,
+            self.hash_block_size,
+            self.data_blocks,
+            self.hash_start_block,
+            self.algorithm,
+            self.root_hash,
+            self.salt
+        )
+    }
+}
+
 impl Machine {
     pub fn kernel_cmdline(&self) -> String {
         let mut c = vec![
             "console=ttyS0".to_string(),
-            "root=/dev/vda".into(),
+            // The root is the verity mapping of /dev/vda, made by the kernel
+            // (CONFIG_DM_INIT) once vda exists; every block read from it is
+            // checked against the root hash.
+            "dm-mod.waitfor=/dev/vda".into(),
+            self.root_verity.dm_create(),
+            "root=/dev/dm-0".into(),
             "rootfstype=erofs".into(),
             "ro".into(),
             "init=/sbin/hull-init".into(),
@@ -302,6 +419,7 @@ mod tests {
             memory_mib: 2048,
             kernel: "/k".into(),
             root: "/r.erofs".into(),
+            root_verity: RootVerity::parse(IMAGE_JSON_EXAMPLE).unwrap(),
             data: Some("/d.qcow2".into()),
             vsock: Some("/v.sock".into()),
             settings: Some("/s.json".into()),
@@ -360,6 +478,39 @@ mod tests {
         assert!(j.contains("local,id=fs1,path=/tmp/a,,b,security_model=none"));
         assert!(j.contains("virtio-9p-device,fsdev=fs1,mount_tag=hullshare1"));
         assert!(j.contains("name=opt/dev.hull/shares,file=/shares.json"));
+    }
+
+    const IMAGE_JSON_EXAMPLE: &str = r#"{"suite": "trixie", "verity": {
+        "algorithm": "sha256", "data_block_size": 4096, "hash_block_size": 4096,
+        "data_blocks": 43340, "hash_offset": 177520640, "hash_start_block": 43340,
+        "salt": "86f7802f387411451c4225381d9ec20aa3fecddc77d70bccee69fac6671af13e",
+        "root_hash": "caeaeccfaa31cedcbfcb63ef3c8b87c24d9ff593a3a50f1bd5ea414c5b7565aa"}}"#;
+
+    #[test]
+    fn root_is_the_verity_mapping_of_vda() {
+        let c = m().kernel_cmdline();
+        assert!(c.contains(
+            "dm-mod.create=\"hull-root,,,ro,0 346720 verity 1 /dev/vda /dev/vda 4096 4096 43340 43340 sha256 \
+             caeaeccfaa31cedcbfcb63ef3c8b87c24d9ff593a3a50f1bd5ea414c5b7565aa \
+             86f7802f387411451c4225381d9ec20aa3fecddc77d70bccee69fac6671af13e 1 panic_on_corruption\" "
+        ), "{c}");
+        assert!(c.contains(" root=/dev/dm-0 "), "{c}");
+        assert!(!c.contains("root=/dev/vda"), "{c}");
+    }
+
+    #[test]
+    fn an_image_without_verity_is_refused() {
+        let e = RootVerity::parse(r#"{"suite": "trixie"}"#).unwrap_err();
+        assert!(e.contains("no `verity` object"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let e = RootVerity::load(dir.path()).unwrap_err();
+        assert!(e.contains("image.json"), "{e}");
+        let bad = IMAGE_JSON_EXAMPLE.replace("caeaecc", "caeae;c");
+        let e = RootVerity::parse(&bad).unwrap_err();
+        assert!(e.contains("root_hash"), "{e}");
+        let bad =
+            IMAGE_JSON_EXAMPLE.replace("\"hash_start_block\": 43340", "\"hash_start_block\": 1");
+        assert!(RootVerity::parse(&bad).is_err());
     }
 
     #[test]

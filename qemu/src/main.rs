@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use hull_qemu::accel::{self, AccelChoice};
 use hull_qemu::home::Home;
-use hull_qemu::machine::{Console, Machine, MachineKind, ShareDevice};
+use hull_qemu::machine::{Console, Machine, MachineKind, RootVerity, ShareDevice};
 use hull_qemu::state::{self, VmState};
 use hull_qemu::system::{self, Mode, SystemConfig};
 use hull_qemu::{control, daemon, lifecycle, settings, tsc};
@@ -413,6 +413,9 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
     if cpus == 0 || memory < 512 {
         bail!("--cpus must be at least 1 and --memory at least 512 MiB");
     }
+    // Before anything is written: an image that cannot say how to verify
+    // its root does not boot.
+    let root_verity = RootVerity::load(&image).map_err(anyhow::Error::msg)?;
     let shares = settings::write_shares(home, &a.bench_9p_share)?;
     let engine = settings::write_engine(home)?;
     Ok(Machine {
@@ -422,6 +425,7 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
         memory_mib: memory,
         kernel: image.join("vmlinuz"),
         root: image.join("root.erofs"),
+        root_verity,
         data: Some(home.data_disk()),
         vsock: None,
         settings: Some(home.settings_blob()),
@@ -875,6 +879,14 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
                     s["restarts"].as_u64().unwrap_or(0),
                     s["error"].as_str().unwrap_or("")
                 );
+            }
+            let root = &g["root"];
+            match root["root_hash"]
+                .as_str()
+                .filter(|_| root["verified"] == true)
+            {
+                Some(h) => println!("root      verified (dm-verity), root hash {h}"),
+                None => println!("root      NOT verified: {root}"),
             }
             if let Some(e) = g["settings"]["error"].as_str() {
                 println!("settings  ERROR in the VM: {e} (running with the strictest defaults)");

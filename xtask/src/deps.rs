@@ -11,6 +11,8 @@ const APT_PACKAGES: &[&str] = &[
     // image
     "mmdebstrap",
     "erofs-utils",
+    // veritysetup: the root's dm-verity hash tree
+    "cryptsetup-bin",
     "e2fsprogs",
     "debian-archive-keyring",
     // kernel build
@@ -71,6 +73,8 @@ pub fn run() -> Result<()> {
 /// file is gone; the tests would then fail one by one, so say it here once.
 const TOOLS: &[(&str, &str)] = &[
     ("/bin/busybox", "busybox-static"),
+    // the image build appends the root's verity tree with it
+    ("/usr/sbin/veritysetup", "cryptsetup-bin"),
     ("/usr/bin/python3", "python3"),
     ("/usr/sbin/dockerd", "docker.io"),
     ("docker", "docker.io"),

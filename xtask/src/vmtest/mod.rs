@@ -22,6 +22,7 @@ mod runtime;
 mod shares;
 mod system_mode;
 mod user_mode;
+mod verity;
 pub mod vm;
 mod workloads;
 
@@ -171,6 +172,7 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                 ("channel/context", engine::context),
                 ("channel/load-save-100mb", engine::load_save_100mb),
                 ("init/status-timeline", init::status_timeline),
+                ("verity/status-root-hash", verity::status_root_hash),
                 ("workload/docker-in-docker", workloads::dind),
                 ("workload/compose-app", workloads::compose_app),
                 ("workload/multi-stage-build", workloads::multi_stage_build),
@@ -389,6 +391,11 @@ pub fn run_scenarios(args: &Args, image: &Path, hull: &Path) -> Result<Tally> {
     if want("boot/selftest") {
         let r = boot::selftest(args, image);
         report("boot/selftest", t0.elapsed(), r, None, &mut failed);
+    }
+    if want("verity/corrupt-block") {
+        let t = Instant::now();
+        let r = verity::corrupt_block(args, image);
+        report("verity/corrupt-block", t.elapsed(), r, None, &mut failed);
     }
     for suite in suites(&work)? {
         let par: Vec<_> = suite.parallel.iter().filter(|(n, _)| want(n)).collect();
