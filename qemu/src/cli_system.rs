@@ -222,11 +222,10 @@ fn install(a: &InstallArgs, image: &Path) -> Result<()> {
     )?;
     let img = Path::new(system::IMAGE);
     root_dir(img)?;
+    // image.json carries the root's verity hash: without it the service
+    // would refuse to boot, so the install refuses first.
     for f in ["vmlinuz", "root.erofs", "image.json"] {
         let src = image.join(f);
-        if f == "image.json" && !src.exists() {
-            continue;
-        }
         put(
             &img.join(f),
             &std::fs::read(&src).with_context(|| src.display().to_string())?,
