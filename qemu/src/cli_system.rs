@@ -458,25 +458,6 @@ fn boot(cfg: &SystemConfig, mode: &Mode) -> Result<Child> {
     Ok(child)
 }
 
-fn shutdown_vm(home: &Home) -> Result<()> {
-    if !state::in_use(home) {
-        return Ok(());
-    }
-    let v = hull_qemu::control::request(&home.vsock_uds(), &serde_json::json!({"op": "shutdown"}))
-        .context("asking the VM to shut down")?;
-    if let Some(e) = v.get("error") {
-        bail!("the VM refused to shut down: {e}");
-    }
-    let t = Instant::now();
-    while state::in_use(home) {
-        if t.elapsed() > Duration::from_secs(60) {
-            bail!("the VM is still running after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
 fn serve(cfg: &SystemConfig) -> Result<()> {
     let user = service_user()?;
     let me = nix::unistd::geteuid();
@@ -513,7 +494,7 @@ fn serve(cfg: &SystemConfig) -> Result<()> {
         std::thread::spawn(move || {
             let sig = signals.wait();
             eprintln!("hull service: {sig:?}: stopping the VM");
-            if let Err(e) = shutdown_vm(&home) {
+            if let Err(e) = super::stop_vm(&home) {
                 eprintln!("hull service: {e:#}");
             }
             if let Ok(mut g) = vm.lock() {
@@ -582,7 +563,7 @@ fn handle(
             *g = Some(c);
             "the VM is starting".to_string()
         }),
-        Op::Down => shutdown_vm(home).map(|()| {
+        Op::Down => super::stop_vm(home).map(|()| {
             if let Some(c) = g.as_mut() {
                 let _ = c.wait();
             }

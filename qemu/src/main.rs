@@ -751,29 +751,44 @@ fn down(home: &Home, force: bool) -> Result<()> {
         eprintln!("hull is not running in {}", home.dir.display());
         return Ok(());
     }
-    let st = VmState::load(home);
     let start = Instant::now();
     if force {
-        let pid = st
-            .as_ref()
+        let pid = VmState::load(home)
             .map(|s| s.qemu_pid)
             .context("no state.json: cannot find QEMU")?;
         // SAFETY: kill(2) on a pid we recorded; the worst case is ESRCH.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        wait_stopped(home, start)
     } else {
-        let v = control::request(&home.vsock_uds(), &serde_json::json!({"op": "shutdown"}))
-            .context("asking the VM to shut down (try `hull down --force`)")?;
-        if let Some(e) = v.get("error") {
-            bail!("the VM refused to shut down: {e}");
-        }
+        stop_vm(home)
     }
+    .context("stopping the VM (`hull down --force` kills it)")?;
+    eprintln!("hull: stopped in {:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A clean shutdown through init's control port, waited for: `hull down`
+/// and the system service's `down` (cli_system) both stop the VM this way.
+fn stop_vm(home: &Home) -> Result<()> {
+    if !state::in_use(home) {
+        return Ok(());
+    }
+    let start = Instant::now();
+    let v = control::request(&home.vsock_uds(), &serde_json::json!({"op": "shutdown"}))
+        .context("asking the VM to shut down")?;
+    if let Some(e) = v.get("error") {
+        bail!("the VM refused to shut down: {e}");
+    }
+    wait_stopped(home, start)
+}
+
+fn wait_stopped(home: &Home, start: Instant) -> Result<()> {
     while state::in_use(home) {
         if start.elapsed() > Duration::from_secs(60) {
-            bail!("the VM is still running after 60 s; `hull down --force` kills it");
+            bail!("the VM is still running after 60 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("hull: stopped in {:.1}s", start.elapsed().as_secs_f64());
     Ok(())
 }
 
