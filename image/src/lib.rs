@@ -5,6 +5,7 @@
 //! strip, add hull's files), [`pack`] (erofs + its [`verity`] hash tree +
 //! qcow2), [`report`] (sizes and the verity figures).
 
+pub mod foreign;
 pub mod manifest;
 pub mod pack;
 pub mod report;
@@ -57,11 +58,15 @@ pub struct Inputs {
     pub cache: PathBuf,
     /// Build the rootfs afresh even when a cached one exists.
     pub fresh_rootfs: bool,
+    /// Debian architecture of the root (`arm64`); `None`: the build
+    /// machine's own.
+    pub arch: Option<String>,
 }
 
 /// Builds the image and returns its size report.
 pub fn build(inputs: &Inputs) -> Result<Report> {
-    let manifest = Manifest::load(&inputs.manifest)?;
+    let mut manifest = Manifest::load(&inputs.manifest)?;
+    manifest.debian.architecture = inputs.arch.clone();
     let base = inputs
         .manifest
         .parent()

@@ -58,6 +58,12 @@ pub struct Debian {
     pub dpkg_exclude: Vec<String>,
     #[serde(default)]
     pub dpkg_include: Vec<String>,
+    /// Debian architecture of the root; `None`: the build machine's. Set by
+    /// the image builder from [`crate::Inputs::arch`], not in the manifest
+    /// file; absent from the rootfs hash when `None`, so the native root's
+    /// cache key is what it was before other architectures existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
 }
 
 fn default_variant() -> String {

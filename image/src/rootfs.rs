@@ -26,8 +26,14 @@ pub fn ensure(m: &Manifest, cache: &Path, fresh: bool) -> Result<PathBuf> {
         m.debian.packages.len(),
         tar.display()
     );
-    let mut cmd = mmdebstrap(m, &tmp);
-    let res = run(&mut cmd);
+    let res = match &m.debian.architecture {
+        // Another architecture than the builder's: unpacked and configured
+        // without running its programs (see `foreign`).
+        Some(arch) if *arch != crate::foreign::native_arch()? => {
+            crate::foreign::build(m, arch, &tmp)
+        }
+        _ => run(&mut mmdebstrap(m, &tmp)).map(|_| ()),
+    };
     if let Err(e) = res {
         let _ = fs::remove_file(&tmp);
         return Err(e);

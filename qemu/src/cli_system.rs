@@ -181,12 +181,11 @@ fn install(a: &InstallArgs, image: &Path) -> Result<()> {
     if a.cpus == 0 || a.memory < 512 || a.disk_gib == 0 {
         bail!("--cpus must be at least 1, --memory at least 512 MiB and --disk-gib at least 1");
     }
-    for tool in [
-        "vhost-device-vsock",
-        "virtiofsd",
-        "qemu-system-x86_64",
-        "qemu-img",
-    ] {
+    // The emulator the image's kernel needs (its arch, from its header).
+    let qemu = hull_qemu::arch::Arch::of_kernel(&image.join("vmlinuz"))
+        .map_err(anyhow::Error::msg)?
+        .qemu_binary();
+    for tool in ["vhost-device-vsock", "virtiofsd", qemu, "qemu-img"] {
         service_tool(tool)?;
     }
     if Group::from_name(system::GROUP)?.is_none() {

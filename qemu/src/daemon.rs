@@ -137,14 +137,17 @@ pub fn run(home: &Home, cfg: Config) -> Result<()> {
     m.console = Console::File(home.console_log());
     m.qmp = Some(home.qmp_sock());
     m.pidfile = Some(home.qemu_pid());
-    let mut qemu_cmd = Command::new("qemu-system-x86_64");
+    let qemu_bin = m.arch.qemu_binary();
+    let mut qemu_cmd = Command::new(qemu_bin);
     qemu_cmd
         .args(m.argv())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log.try_clone()?);
     die_with_parent(&mut qemu_cmd);
-    let mut qemu = qemu_cmd.spawn().context("starting qemu-system-x86_64")?;
+    let mut qemu = qemu_cmd
+        .spawn()
+        .with_context(|| format!("starting {qemu_bin}"))?;
     let st = VmState {
         daemon_pid: std::process::id(),
         qemu_pid: qemu.id(),

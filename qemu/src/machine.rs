@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::accel::Accel;
+use crate::arch::Arch;
 use crate::shares::{HostShare, ShareFs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default, serde::Serialize)]
@@ -26,6 +27,9 @@ pub enum Console {
 
 #[derive(Debug, Clone)]
 pub struct Machine {
+    /// The guest's architecture: arm64 boots QEMU's `virt` machine (with
+    /// virtio-mmio devices, as microvm) whatever `kind` says.
+    pub arch: Arch,
     pub kind: MachineKind,
     pub accel: Accel,
     pub cpus: u32,
@@ -236,7 +240,7 @@ impl RootVerity {
 impl Machine {
     pub fn kernel_cmdline(&self) -> String {
         let mut c = vec![
-            "console=ttyS0".to_string(),
+            format!("console={}", self.arch.console()),
             // The root is the verity mapping of /dev/vda, made by the kernel
             // (CONFIG_DM_INIT) once vda exists; every block read from it is
             // checked against the root hash.
@@ -248,10 +252,16 @@ impl Machine {
             "init=/sbin/hull-init".into(),
             // A kernel panic ends QEMU (with -no-reboot) instead of hanging.
             "panic=-1".into(),
-            "8250.nr_uarts=1".into(),
             "loglevel=4".into(),
         ];
-        if self.kind == MachineKind::Microvm || self.accel == Accel::Tcg {
+        if self.arch == Arch::X86_64 {
+            c.insert(c.len() - 1, "8250.nr_uarts=1".into());
+        }
+        // arm64 needs no counterpart: its architected timer tells the
+        // guest its frequency (CNTFRQ_EL0), nothing is calibrated.
+        if self.arch == Arch::X86_64
+            && (self.kind == MachineKind::Microvm || self.accel == Accel::Tcg)
+        {
             // Without it a microvm guest hangs calibrating its TSC under TCG.
             c.push(format!("tsc_early_khz={}", self.tsc_khz));
         }
@@ -268,8 +278,22 @@ impl Machine {
             "none".into(),
         ];
         let mem = self.memory_mib;
-        let (blk, net, rng, vsock, p9, vfs) = match self.kind {
-            MachineKind::Microvm => {
+        let (blk, net, rng, vsock, p9, vfs) = match (self.arch, self.kind) {
+            // QEMU's `virt` board: GICv3, PSCI, PL011, fw_cfg over MMIO and
+            // 32 virtio-mmio transports, so the same mmio devices as microvm.
+            (Arch::Arm64, _) => {
+                a.push("-M".into());
+                a.push("virt,gic-version=3,memory-backend=mem".into());
+                (
+                    "virtio-blk-device",
+                    "virtio-net-device",
+                    "virtio-rng-device",
+                    "vhost-user-vsock-device",
+                    "virtio-9p-device",
+                    "vhost-user-fs-device",
+                )
+            }
+            (Arch::X86_64, MachineKind::Microvm) => {
                 a.push("-M".into());
                 a.push("microvm,pit=off,pic=off,isa-serial=on,rtc=on,memory-backend=mem".into());
                 (
@@ -281,7 +305,7 @@ impl Machine {
                     "vhost-user-fs-device",
                 )
             }
-            MachineKind::Pc => {
+            (Arch::X86_64, MachineKind::Pc) => {
                 a.push("-M".into());
                 a.push("pc,memory-backend=mem".into());
                 (
@@ -297,9 +321,14 @@ impl Machine {
         a.push("-accel".into());
         a.push(self.accel.as_str().into());
         a.push("-cpu".into());
-        a.push(match self.accel {
-            Accel::Kvm => "host".into(),
-            Accel::Tcg => "max".into(),
+        a.push(match (self.accel, self.arch) {
+            (Accel::Kvm, _) => "host".into(),
+            (Accel::Tcg, Arch::X86_64) => "max".into(),
+            // Every feature TCG emulates (PAC, BTI, PAN, E0PD...), with
+            // QEMU's own cheap pointer-authentication hash instead of the
+            // architected QARMA one, which costs TCG dearly on every call
+            // and return; the guest cannot tell the difference.
+            (Accel::Tcg, Arch::Arm64) => "max,pauth-impdef=on".into(),
         });
         a.push("-smp".into());
         a.push(self.cpus.to_string());
@@ -413,6 +442,7 @@ mod tests {
 
     fn m() -> Machine {
         Machine {
+            arch: Arch::X86_64,
             kind: MachineKind::Microvm,
             accel: Accel::Tcg,
             cpus: 2,
@@ -539,6 +569,27 @@ mod tests {
             let e = check_bench_kernel_word(bad).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn arm64_boots_virt_with_mmio_devices_and_its_own_console() {
+        let mut x = m();
+        x.arch = Arch::Arm64;
+        let a = x.argv();
+        let j = a.join(" ");
+        assert!(
+            j.contains("-M virt,gic-version=3,memory-backend=mem"),
+            "{j}"
+        );
+        assert!(j.contains("-cpu max,pauth-impdef=on"), "{j}");
+        assert!(j.contains("vhost-user-vsock-device,chardev=vsock0"), "{j}");
+        assert!(j.contains("memory-backend-memfd,id=mem,size=2048M,share=on"));
+        assert!(j.contains("name=opt/dev.hull/settings,file=/s.json"));
+        let c = x.kernel_cmdline();
+        assert!(c.starts_with("console=ttyAMA0 "), "{c}");
+        assert!(!c.contains("tsc_early_khz"), "{c}");
+        assert!(!c.contains("8250"), "{c}");
+        assert!(c.contains(" root=/dev/dm-0 "), "{c}");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use hull_qemu::accel::{self, AccelChoice};
+use hull_qemu::accel::{self, Accel, AccelChoice};
+use hull_qemu::arch::Arch;
 use hull_qemu::home::Home;
 use hull_qemu::machine::{Console, Machine, MachineKind, RootVerity, ShareDevice};
 use hull_qemu::state::{self, VmState};
@@ -96,6 +97,12 @@ struct UpArgs {
     accel: AccelChoice,
     #[arg(long, value_enum, default_value_t = MachineKind::Microvm)]
     machine: MachineKind,
+    /// The guest architecture (default: the image's, which is the host's
+    /// unless built with `cargo xtask image --arch`). Without --image, an
+    /// arch other than the host's boots the build's target/hull-image-<arch>
+    /// under emulation (TCG).
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
     /// Size of the data disk in GiB (default 64 when it is created). A
     /// bigger size grows the disk of a stopped VM; shrinking is refused.
     #[arg(long)]
@@ -367,9 +374,22 @@ fn env_line(home: &Home) -> String {
 }
 
 fn image_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
+    image_dir_for(arg, None)
+}
+
+/// [`image_dir`] for the guest architecture `arch`: another arch than the
+/// host's is looked for only in the build's target/hull-image-<arch>.
+fn image_dir_for(arg: &Option<PathBuf>, arch: Option<Arch>) -> Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
+    let foreign = arch.filter(|a| *a != Arch::host());
     if let Some(a) = arg {
         candidates.push(a.clone());
+    } else if let Some(arch) = foreign {
+        if let Ok(exe) = std::env::current_exe() {
+            if let Some(t) = exe.parent().and_then(Path::parent) {
+                candidates.push(t.join(format!("hull-image-{arch}")));
+            }
+        }
     } else {
         if let Some(e) = std::env::var_os("HULL_IMAGE") {
             candidates.push(e.into());
@@ -400,12 +420,32 @@ fn image_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
-    let image = image_dir(&a.image)?;
-    let accel = accel::resolve(a.accel).map_err(anyhow::Error::msg)?;
-    eprintln!(
-        "hull: accelerator {}",
-        accel::describe(a.accel).map_err(anyhow::Error::msg)?
-    );
+    let image = image_dir_for(&a.image, a.arch)?;
+    let arch = Arch::of_kernel(&image.join("vmlinuz")).map_err(anyhow::Error::msg)?;
+    if let Some(asked) = a.arch.filter(|asked| *asked != arch) {
+        bail!(
+            "--arch {asked}: the image {} is {arch} (its vmlinuz); build one with `cargo xtask image --arch {asked}`",
+            image.display()
+        );
+    }
+    // Another architecture is emulated: KVM runs only the host's.
+    let accel = if arch != Arch::host() {
+        if a.accel == AccelChoice::Kvm {
+            bail!("--accel kvm: the image is {arch} and this host is {}; only TCG emulates another architecture", Arch::host());
+        }
+        eprintln!(
+            "hull: accelerator tcg (emulating {arch} on {})",
+            Arch::host()
+        );
+        Accel::Tcg
+    } else {
+        let accel = accel::resolve(a.accel).map_err(anyhow::Error::msg)?;
+        eprintln!(
+            "hull: accelerator {}",
+            accel::describe(a.accel).map_err(anyhow::Error::msg)?
+        );
+        accel
+    };
     let cpus = a
         .cpus
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
@@ -419,6 +459,7 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
     let shares = settings::write_shares(home, &a.bench_9p_share)?;
     let engine = settings::write_engine(home)?;
     Ok(Machine {
+        arch,
         kind: a.machine,
         accel,
         cpus,
@@ -494,7 +535,7 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
     }
     // The remembered size, changed by this command's flags; the disk made
     // or grown to match.
-    let settled = lifecycle::settle(home, &req, &image_dir(&a.image)?)?;
+    let settled = lifecycle::settle(home, &req, &image_dir_for(&a.image, a.arch)?)?;
     for n in &settled.notes {
         eprintln!("hull: {n}");
     }

@@ -56,6 +56,7 @@ const APT_PACKAGES: &[&str] = &[
 pub fn run() -> Result<()> {
     let sh = Shell::new()?;
     apt(&sh)?;
+    arm64(&sh)?;
     vhost_user_backends(&sh)?;
     rust_components(&sh)?;
     cargo_fuzz(&sh)?;
@@ -284,6 +285,66 @@ fn cargo_fuzz(sh: &Shell) -> Result<()> {
     if have.is_err() {
         eprintln!("[deps] cargo install cargo-fuzz");
         cmd!(sh, "cargo install --locked cargo-fuzz").run()?;
+    }
+    Ok(())
+}
+
+/// What the arm64 VM (`--arch arm64`) needs on this x86_64 machine: its
+/// emulator, Debian's cross compiler and C library for the kernel and for
+/// linking hull's binaries, and arm64's libseccomp (which the runtime links)
+/// from Debian's multiarch archive, so dpkg must know the architecture.
+const ARM64_APT_PACKAGES: &[&str] = &[
+    "qemu-system-arm",
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "libseccomp-dev:arm64",
+];
+const ARM64_RUST_TARGET: &str = "aarch64-unknown-linux-gnu";
+
+fn arm64(sh: &Shell) -> Result<()> {
+    if cfg!(target_arch = "aarch64") {
+        // Native: the host's packages are arm64's already.
+        return Ok(());
+    }
+    let apt = if is_root() { "apt-get" } else { "sudo" };
+    let pre: &[&str] = if is_root() { &[] } else { &["apt-get"] };
+    let dpkg_pre: &[&str] = if is_root() { &[] } else { &["dpkg"] };
+    let dpkg = if is_root() { "dpkg" } else { "sudo" };
+    let foreign = cmd!(sh, "dpkg --print-foreign-architectures")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    let mut updated = false;
+    if !foreign.lines().any(|l| l.trim() == "arm64") {
+        eprintln!("[deps] dpkg --add-architecture arm64 (for libseccomp-dev:arm64)");
+        cmd!(sh, "{dpkg} {dpkg_pre...} --add-architecture arm64").run()?;
+        cmd!(sh, "{apt} {pre...} update -q").run()?;
+        updated = true;
+    }
+    let missing: Vec<&str> = ARM64_APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(sh, p))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("[deps] installing {}", missing.join(" "));
+        if !updated {
+            cmd!(sh, "{apt} {pre...} update -q").run()?;
+        }
+        cmd!(
+            sh,
+            "{apt} {pre...} install -y -q --no-install-recommends {missing...}"
+        )
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .context("apt-get install of the arm64 build packages failed")?;
+    }
+    let targets = cmd!(sh, "rustup target list --installed")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    if !targets.lines().any(|l| l.trim() == ARM64_RUST_TARGET) {
+        cmd!(sh, "rustup target add {ARM64_RUST_TARGET}").run()?;
     }
     Ok(())
 }

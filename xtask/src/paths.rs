@@ -21,6 +21,12 @@ pub fn image_out() -> PathBuf {
     workspace().join("target/hull-image")
 }
 
+/// Default output folder of `cargo xtask image --arch <arch>` for an arch
+/// other than the host's (the host's stays [`image_out`]).
+pub fn image_out_for(arch: hull_qemu::arch::Arch) -> PathBuf {
+    workspace().join(format!("target/hull-image-{arch}"))
+}
+
 pub fn target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -18,7 +18,7 @@ use crate::{deps, paths, vm, vmtest};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// Leave a tier out (repeatable): lint, unit, fuzz, host, repro, vm, weaken. The run
+    /// Leave a tier out (repeatable): lint, unit, fuzz, host, repro, vm, vm-arm64, weaken. The run
     /// then ends naming what did not run, and fails under CI.
     #[arg(long = "skip", value_name = "TIER", value_parser = tier_name)]
     pub skip: Vec<String>,
@@ -71,6 +71,12 @@ pub const TIERS: &[Tier] = &[
         what: "the VM scenarios under QEMU, driven with the docker CLI",
         needs_root: true,
         run: vm_tier,
+    },
+    Tier {
+        name: "vm-arm64",
+        what: "the arm64 smoke suite: the arm64 image under qemu-system-aarch64 (TCG)",
+        needs_root: true,
+        run: vm_arm64_tier,
     },
     Tier {
         name: "weaken",
@@ -223,6 +229,15 @@ fn repro(ctx: &Ctx) -> Result<()> {
 fn vm_tier(ctx: &Ctx) -> Result<()> {
     vmtest::run(&vmtest::Args {
         image: Some(ctx.image()?),
+        ..Default::default()
+    })
+}
+
+/// Builds the arm64 image (its own kernel, binaries and root, all cached)
+/// and runs the arm64 suite on it.
+fn vm_arm64_tier(_ctx: &Ctx) -> Result<()> {
+    vmtest::run(&vmtest::Args {
+        arch: Some(hull_qemu::arch::Arch::Arm64),
         ..Default::default()
     })
 }

@@ -8,6 +8,7 @@ use xshell::{cmd, Shell};
 
 use crate::weaken::Wall;
 use crate::{deps, kernel, paths};
+use hull_qemu::arch::Arch;
 
 #[derive(clap::Args, Default, Clone)]
 pub struct ImageArgs {
@@ -24,8 +25,19 @@ pub struct ImageArgs {
     /// walls`); default output target/hull-image-weak-<wall>. Never ship it.
     #[arg(long, value_enum)]
     pub weaken: Option<Wall>,
+    /// The guest architecture (default: this host's). Another one is
+    /// cross-built (kernel, binaries, root) and its image goes to
+    /// target/hull-image-<arch> unless --out says otherwise.
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
     #[command(flatten)]
     pub knobs: InitKnobs,
+}
+
+impl ImageArgs {
+    pub fn arch(&self) -> Arch {
+        self.arch.unwrap_or_else(Arch::host)
+    }
 }
 
 /// What a build of hull-init records about itself (compile-time variables):
@@ -110,16 +122,72 @@ pub fn build_vm_binaries_at(
     weaken: Option<Wall>,
     knobs: &InitKnobs,
 ) -> Result<PathBuf> {
+    build_vm_binaries_for(sh, ws, target, weaken, knobs, Arch::host())
+}
+
+/// The environment that cross-builds for `arch` with Debian's cross
+/// toolchain: its linker for the Rust target, and the target's libseccomp
+/// from Debian's multiarch folder (`libseccomp-dev:arm64`). Set per command,
+/// so host builds never see it.
+pub fn cross_env(arch: Arch) -> Vec<(String, String)> {
+    if arch == Arch::host() {
+        return Vec::new();
+    }
+    let triple = arch.rust_target().to_uppercase().replace('-', "_");
+    let gnu = arch.gnu_triple();
+    vec![
+        (
+            format!("CARGO_TARGET_{triple}_LINKER"),
+            format!("{gnu}-gcc"),
+        ),
+        ("LIBSECCOMP_LIB_PATH".to_string(), format!("/usr/lib/{gnu}")),
+    ]
+}
+
+/// [`build_vm_binaries_at`] for the guest architecture `arch`: the host's
+/// go to `<target>/hull-bin` as always; another arch's to
+/// `<target>/hull-bin-<arch>` (every binary cross-built for its target).
+pub fn build_vm_binaries_for(
+    sh: &Shell,
+    ws: &Path,
+    target: &Path,
+    weaken: Option<Wall>,
+    knobs: &InitKnobs,
+    arch: Arch,
+) -> Result<PathBuf> {
+    if arch != Arch::host() && (weaken.is_some() || knobs.bin_dir(target).is_some()) {
+        bail!("--arch {arch}: weakened and knobbed test builds exist for the host's arch only");
+    }
     if weaken.is_some() && knobs.bin_dir(target).is_some() {
         bail!("--weaken and --build-id/--data-format are separate test builds; pick one");
     }
     let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
     let bins = m.binaries();
     let remap = crate::repro::rustflags(ws);
+    let cross = arch != Arch::host();
     let out = weaken
         .map(Wall::bin_dir)
         .or_else(|| knobs.bin_dir(target))
-        .unwrap_or_else(|| target.join("hull-bin"));
+        .unwrap_or_else(|| {
+            if cross {
+                target.join(format!("hull-bin-{arch}"))
+            } else {
+                target.join("hull-bin")
+            }
+        });
+    let triple = arch.rust_target();
+    // A cross build names its target; the host's rest binaries stay where
+    // they always were (target/release).
+    let target_args: Vec<&str> = if cross {
+        vec!["--target", triple]
+    } else {
+        vec![]
+    };
+    let rest_dir = if cross {
+        target.join(triple).join("release")
+    } else {
+        target.join("release")
+    };
     fs::create_dir_all(&out)?;
     let vm_features = weaken.map(Wall::vm_features).unwrap_or_default();
     let _dir = sh.push_dir(ws);
@@ -129,17 +197,19 @@ pub fn build_vm_binaries_at(
             .iter()
             .flat_map(|b| ["--bin".to_string(), b.to_string()])
             .collect();
-        cmd!(sh, "cargo build --release {args...} {vm_features...}")
-            .env("CARGO_TARGET_DIR", target)
-            .env("RUSTFLAGS", &remap)
-            .run()?;
+        cmd!(
+            sh,
+            "cargo build --release {target_args...} {args...} {vm_features...}"
+        )
+        .env("CARGO_TARGET_DIR", target)
+        .env("RUSTFLAGS", &remap)
+        .envs(cross_env(arch))
+        .run()?;
         for b in &rest {
-            fs::copy(target.join("release").join(b), out.join(b))
-                .with_context(|| format!("copying {b}"))?;
+            fs::copy(rest_dir.join(b), out.join(b)).with_context(|| format!("copying {b}"))?;
         }
     }
     if !init.is_empty() {
-        let triple = "x86_64-unknown-linux-gnu";
         let features = weaken.map(Wall::init_features).unwrap_or_default();
         cmd!(
             sh,
@@ -151,6 +221,7 @@ pub fn build_vm_binaries_at(
             format!("-C target-feature=+crt-static {remap}"),
         )
         .envs(knobs.env())
+        .envs(cross_env(arch))
         .run()?;
         fs::copy(
             target.join(triple).join("release/hull-init"),
@@ -173,13 +244,27 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     if !args.no_deps {
         deps::run()?;
     }
-    let k = kernel::run(&kernel::Args::default())?;
+    let arch = args.arch();
+    let k = kernel::run(&kernel::Args {
+        arch,
+        ..Default::default()
+    })?;
     let sh = Shell::new()?;
-    let bins = build_knobbed(&sh, args.weaken, &args.knobs)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.weaken.map_or_else(paths::image_out, Wall::image_dir));
+    let bins = build_vm_binaries_for(
+        &sh,
+        &paths::workspace(),
+        &paths::target(),
+        args.weaken,
+        &args.knobs,
+        arch,
+    )?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        if arch != Arch::host() {
+            paths::image_out_for(arch)
+        } else {
+            args.weaken.map_or_else(paths::image_out, Wall::image_dir)
+        }
+    });
     let report = hull_image::build(&hull_image::Inputs {
         manifest: manifest(),
         kernel: k.image,
@@ -187,6 +272,8 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         out: out.clone(),
         cache: paths::cache(),
         fresh_rootfs: args.fresh_rootfs,
+        // The host's root keeps its cache key; another arch's is its own.
+        arch: (arch != Arch::host()).then(|| arch.debian().to_string()),
     })?;
     eprintln!("[image] {}\n{report}", out.display());
     Ok(out)

@@ -27,13 +27,21 @@ pub fn boot_once(
 ) -> Result<Finished> {
     let dir = tempdir()?;
     let console = dir.join("console.log");
-    let accel = accel::resolve(args.accel).map_err(anyhow::Error::msg)?;
+    let kernel = image.join(hull_image::pack::KERNEL);
+    let arch = hull_qemu::arch::Arch::of_kernel(&kernel).map_err(anyhow::Error::msg)?;
+    // Another architecture than the host's is emulated: TCG.
+    let accel = if arch == hull_qemu::arch::Arch::host() {
+        accel::resolve(args.accel).map_err(anyhow::Error::msg)?
+    } else {
+        accel::Accel::Tcg
+    };
     let m = Machine {
+        arch,
         kind: args.machine,
         accel,
         cpus: 2,
         memory_mib: 1024,
-        kernel: image.join(hull_image::pack::KERNEL),
+        kernel,
         root: image.join(hull_image::pack::ROOT_RAW),
         root_verity: RootVerity::load(image).map_err(anyhow::Error::msg)?,
         data: None,
@@ -49,13 +57,13 @@ pub fn boot_once(
         cmdline: cmdline.iter().map(|s| s.to_string()).collect(),
     };
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut child = Command::new(arch.qemu_binary())
         .args(m.argv())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("starting qemu-system-x86_64")?;
+        .with_context(|| format!("starting {}", arch.qemu_binary()))?;
     let code = loop {
         if let Some(st) = child.try_wait()? {
             break st.code();

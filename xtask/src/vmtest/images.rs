@@ -11,7 +11,13 @@ const BUSYBOX: &str = "/bin/busybox";
 
 /// The escape suite's probe, linked statically so it runs in any image.
 pub fn probe_bin() -> Result<PathBuf> {
-    let triple = "x86_64-unknown-linux-gnu";
+    probe_bin_for(hull_qemu::arch::Arch::host())
+}
+
+/// [`probe_bin`] for the guest architecture `arch` (cross-built with
+/// Debian's cross linker when it is not the host's).
+pub fn probe_bin_for(arch: hull_qemu::arch::Arch) -> Result<PathBuf> {
+    let triple = arch.rust_target();
     let st = std::process::Command::new("cargo")
         .current_dir(crate::paths::workspace())
         .args([
@@ -24,6 +30,7 @@ pub fn probe_bin() -> Result<PathBuf> {
             triple,
         ])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .envs(crate::vm::cross_env(arch))
         .status()?;
     if !st.success() {
         bail!("building hull-probe failed");
@@ -35,7 +42,23 @@ pub fn probe_bin() -> Result<PathBuf> {
 
 /// A tarball of a minimal busybox root (static binary, applet links, passwd).
 pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
-    let root = dir.join("busybox-root");
+    if !Path::new(BUSYBOX).exists() {
+        bail!("{BUSYBOX} is missing: run `cargo xtask deps` (busybox-static)");
+    }
+    busybox_rootfs_from(dir, Path::new(BUSYBOX), &probe_bin()?, "busybox")
+}
+
+/// [`busybox_rootfs`] from a given static busybox and probe (another
+/// architecture's). The applet links are the host busybox's list: the
+/// guest's busybox cannot run here, and an applet it lacks only fails
+/// when called.
+pub fn busybox_rootfs_from(
+    dir: &Path,
+    busybox: &Path,
+    probe: &Path,
+    name: &str,
+) -> Result<PathBuf> {
+    let root = dir.join(format!("{name}-root"));
     let _ = std::fs::remove_dir_all(&root);
     for d in ["bin", "etc", "tmp", "root", "proc", "sys", "dev", "mnt"] {
         std::fs::create_dir_all(root.join(d))?;
@@ -43,8 +66,9 @@ pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
     if !Path::new(BUSYBOX).exists() {
         bail!("{BUSYBOX} is missing: run `cargo xtask deps` (busybox-static)");
     }
-    std::fs::copy(BUSYBOX, root.join("bin/busybox"))?;
-    std::fs::copy(probe_bin()?, root.join("bin/hull-probe"))?;
+    std::fs::copy(busybox, root.join("bin/busybox"))
+        .with_context(|| format!("copying {}", busybox.display()))?;
+    std::fs::copy(probe, root.join("bin/hull-probe"))?;
     let list = std::process::Command::new(BUSYBOX).arg("--list").output()?;
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet != "busybox" && !applet.is_empty() {
@@ -56,7 +80,7 @@ pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
     )?;
     std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
-    let tar = dir.join("busybox.tar");
+    let tar = dir.join(format!("{name}.tar"));
     tar_dir(&root, &tar)?;
     Ok(tar)
 }

@@ -3,6 +3,7 @@
 //! runs independent scenarios in parallel, prints the VM's logs for a failed
 //! scenario, and always tears the VM down.
 
+mod arm64;
 pub mod boot;
 mod compat;
 mod conformance;
@@ -58,6 +59,11 @@ pub struct Args {
     /// scenario `cargo xtask walls` recorded for it fails (see weaken.rs).
     #[arg(long, value_enum)]
     pub weaken: Option<crate::weaken::Wall>,
+    /// Run the suite of another guest architecture: `arm64` boots the
+    /// arm64 image (built if --image is not given) under emulation and runs
+    /// the arm64 smoke suite (`arm64/*`) instead of the host's suites.
+    #[arg(long, value_enum)]
+    pub arch: Option<hull_qemu::arch::Arch>,
 }
 
 /// What a run found, per scenario (suite boot or setup failures are named
@@ -344,6 +350,9 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(wall) = args.weaken {
         return crate::weaken::vm_test(args, wall);
     }
+    if let Some(arch) = args.arch.filter(|a| *a != hull_qemu::arch::Arch::host()) {
+        return run_arch(args, arch);
+    }
     let image = match &args.image {
         Some(i) => i.clone(),
         None => build::image(&build::ImageArgs::default())?,
@@ -359,6 +368,44 @@ pub fn run(args: &Args) -> Result<()> {
             .collect();
         bail!(
             "{} VM scenario(s) failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// `--arch arm64`: the other architecture's smoke suite on its image.
+pub fn run_arch(args: &Args, arch: hull_qemu::arch::Arch) -> Result<()> {
+    use hull_qemu::arch::Arch;
+    if arch != Arch::Arm64 {
+        bail!("--arch {arch}: only the arm64 suite exists for a foreign architecture");
+    }
+    let image = match &args.image {
+        Some(i) => i.clone(),
+        None => build::image(&build::ImageArgs {
+            no_deps: true,
+            arch: Some(arch),
+            ..Default::default()
+        })?,
+    };
+    let sh = Shell::new()?;
+    let hull = build::hull_bin(&sh)?;
+    let tally = arm64::run_suite(args, &image, &hull)?;
+    if tally.passed.is_empty() && tally.failed.is_empty() {
+        bail!(
+            "--filter selected none of the arm64 scenarios ({})",
+            arm64::SCENARIOS.join(", ")
+        );
+    }
+    if !tally.failed.is_empty() {
+        let failed: Vec<String> = tally
+            .failed
+            .iter()
+            .map(|(n, why)| format!("{n} ({why})"))
+            .collect();
+        bail!(
+            "{} arm64 VM scenario(s) failed:\n  {}",
             failed.len(),
             failed.join("\n  ")
         );
