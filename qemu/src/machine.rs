@@ -279,18 +279,23 @@ impl Machine {
         ];
         let mem = self.memory_mib;
         let (blk, net, rng, vsock, p9, vfs) = match (self.arch, self.kind) {
-            // QEMU's `virt` board: GICv3, PSCI, PL011, fw_cfg over MMIO and
-            // 32 virtio-mmio transports, so the same mmio devices as microvm.
+            // QEMU's `virt` board: GICv3, PSCI, PL011, fw_cfg over MMIO,
+            // and virtio on its PCIe host bridge. Not its virtio-mmio
+            // transports: virt hands command-line devices out from the
+            // highest transport down, so the guest finds the last disk
+            // first and /dev/vda would be the data disk, not the root
+            // (seen: dm-verity failing on the data disk's blocks). PCI slots
+            // follow the command line.
             (Arch::Arm64, _) => {
                 a.push("-M".into());
                 a.push("virt,gic-version=3,memory-backend=mem".into());
                 (
-                    "virtio-blk-device",
-                    "virtio-net-device",
-                    "virtio-rng-device",
-                    "vhost-user-vsock-device",
-                    "virtio-9p-device",
-                    "vhost-user-fs-device",
+                    "virtio-blk-pci",
+                    "virtio-net-pci",
+                    "virtio-rng-pci",
+                    "vhost-user-vsock-pci",
+                    "virtio-9p-pci",
+                    "vhost-user-fs-pci",
                 )
             }
             (Arch::X86_64, MachineKind::Microvm) => {
@@ -572,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn arm64_boots_virt_with_mmio_devices_and_its_own_console() {
+    fn arm64_boots_virt_with_pci_devices_and_its_own_console() {
         let mut x = m();
         x.arch = Arch::Arm64;
         let a = x.argv();
@@ -582,7 +587,16 @@ mod tests {
             "{j}"
         );
         assert!(j.contains("-cpu max,pauth-impdef=on"), "{j}");
-        assert!(j.contains("vhost-user-vsock-device,chardev=vsock0"), "{j}");
+        assert!(j.contains("vhost-user-vsock-pci,chardev=vsock0"), "{j}");
+        let root = a
+            .iter()
+            .position(|x| x.starts_with("virtio-blk-pci,drive=root"))
+            .unwrap();
+        let data = a
+            .iter()
+            .position(|x| x.starts_with("virtio-blk-pci,drive=data"))
+            .unwrap();
+        assert!(root < data, "the root must be the first disk (/dev/vda)");
         assert!(j.contains("memory-backend-memfd,id=mem,size=2048M,share=on"));
         assert!(j.contains("name=opt/dev.hull/settings,file=/s.json"));
         let c = x.kernel_cmdline();
