@@ -170,12 +170,24 @@ fn tools() -> Result<()> {
 }
 
 fn installed(sh: &Shell, pkg: &str) -> bool {
-    let fmt = "${Status}";
+    // With a foreign architecture added (arm64, below), dpkg-query answers
+    // once per installed architecture of a name: a plain name means the
+    // host's own (or an `all` package), `name:arch` that arch's.
+    let fmt = "${Status}\t${Architecture}\n";
+    let want = pkg
+        .split_once(':')
+        .map_or(hull_qemu::arch::Arch::host().debian(), |(_, a)| a);
     cmd!(sh, "dpkg-query -W -f {fmt} {pkg}")
         .quiet()
         .ignore_stderr()
         .read()
-        .map(|s| s.trim() == "install ok installed")
+        .map(|s| {
+            s.lines().any(|l| {
+                l.split_once('\t').is_some_and(|(st, arch)| {
+                    st == "install ok installed" && (arch == want || arch == "all")
+                })
+            })
+        })
         .unwrap_or(false)
 }
 
