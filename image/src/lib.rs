@@ -57,11 +57,19 @@ pub struct Inputs {
     pub cache: PathBuf,
     /// Build the rootfs afresh even when a cached one exists.
     pub fresh_rootfs: bool,
+    /// A `[variant.<name>]` of the manifest (e.g. `bench`); `None` builds
+    /// the shipped image.
+    pub variant: Option<String>,
 }
 
 /// Builds the image and returns its size report.
 pub fn build(inputs: &Inputs) -> Result<Report> {
-    let manifest = Manifest::load(&inputs.manifest)?;
+    let manifest = Manifest::load(&inputs.manifest)?
+        .variant(inputs.variant.as_deref())
+        .map_err(|message| Error::Manifest {
+            path: inputs.manifest.clone(),
+            message,
+        })?;
     let base = inputs
         .manifest
         .parent()
@@ -75,7 +83,8 @@ pub fn build(inputs: &Inputs) -> Result<Report> {
     let report = packed.and_then(|p| report::make(&manifest, &staged, &p, &tar));
     // The staged tree is only an intermediate; keep the disk clean either way.
     let _ = fs::remove_dir_all(&stage_dir);
-    let report = report?;
+    let mut report = report?;
+    report.variant = inputs.variant.clone().unwrap_or_else(|| "shipped".into());
     report.write(&inputs.out.join("image.json"))?;
     Ok(report)
 }

@@ -249,6 +249,7 @@ pub fn check() -> Result<()> {
             out: out.clone(),
             cache: paths::cache(),
             fresh_rootfs: true,
+            variant: None,
         })?;
         eprintln!("[repro] image {n} in {}s", start.elapsed().as_secs());
         let text = fs::read_to_string(out.join("image.json"))?;

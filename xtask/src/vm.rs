@@ -24,6 +24,12 @@ pub struct ImageArgs {
     /// walls`); default output target/hull-image-weak-<wall>. Never ship it.
     #[arg(long, value_enum)]
     pub weaken: Option<Wall>,
+    /// Build this `[variant.<name>]` of image/manifest.toml instead of the
+    /// shipped image (e.g. `bench`: reference runtimes, benchmark binary,
+    /// init's benchmark operations); default output target/hull-image-<name>.
+    /// Never ship it.
+    #[arg(long, conflicts_with = "weaken")]
+    pub variant: Option<String>,
     #[command(flatten)]
     pub knobs: InitKnobs,
 }
@@ -93,11 +99,23 @@ pub fn manifest() -> PathBuf {
 /// A weakened variant gets its own folder, its crates' `weaken-*` features,
 /// and its own host `hull` binary there too.
 pub fn build_vm_binaries(sh: &Shell, weaken: Option<Wall>) -> Result<PathBuf> {
-    build_knobbed(sh, weaken, &InitKnobs::default())
+    build_knobbed(sh, weaken, &InitKnobs::default(), None)
 }
 
-fn build_knobbed(sh: &Shell, weaken: Option<Wall>, knobs: &InitKnobs) -> Result<PathBuf> {
-    build_vm_binaries_at(sh, &paths::workspace(), &paths::target(), weaken, knobs)
+fn build_knobbed(
+    sh: &Shell,
+    weaken: Option<Wall>,
+    knobs: &InitKnobs,
+    variant: Option<&str>,
+) -> Result<PathBuf> {
+    build_variant_at(
+        sh,
+        &paths::workspace(),
+        &paths::target(),
+        weaken,
+        knobs,
+        variant,
+    )
 }
 
 /// [`build_vm_binaries`] of the checkout `ws` into the target folder
@@ -110,15 +128,37 @@ pub fn build_vm_binaries_at(
     weaken: Option<Wall>,
     knobs: &InitKnobs,
 ) -> Result<PathBuf> {
-    if weaken.is_some() && knobs.bin_dir(target).is_some() {
-        bail!("--weaken and --build-id/--data-format are separate test builds; pick one");
+    build_variant_at(sh, ws, target, weaken, knobs, None)
+}
+
+/// [`build_vm_binaries_at`] for a `[variant.<name>]` of the manifest: its
+/// binaries too, and hull-init with its features, in target/hull-bin-<name>.
+fn build_variant_at(
+    sh: &Shell,
+    ws: &Path,
+    target: &Path,
+    weaken: Option<Wall>,
+    knobs: &InitKnobs,
+    variant: Option<&str>,
+) -> Result<PathBuf> {
+    let test_builds = [
+        weaken.is_some(),
+        knobs.bin_dir(target).is_some(),
+        variant.is_some(),
+    ];
+    if test_builds.iter().filter(|b| **b).count() > 1 {
+        bail!(
+            "--weaken, --variant and --build-id/--data-format are separate test builds; pick one"
+        );
     }
-    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let full = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let m = full.variant(variant).map_err(anyhow::Error::msg)?;
     let bins = m.binaries();
     let remap = crate::repro::rustflags(ws);
     let out = weaken
         .map(Wall::bin_dir)
         .or_else(|| knobs.bin_dir(target))
+        .or_else(|| variant.map(|v| target.join(format!("hull-bin-{v}"))))
         .unwrap_or_else(|| target.join("hull-bin"));
     fs::create_dir_all(&out)?;
     let vm_features = weaken.map(Wall::vm_features).unwrap_or_default();
@@ -140,7 +180,16 @@ pub fn build_vm_binaries_at(
     }
     if !init.is_empty() {
         let triple = "x86_64-unknown-linux-gnu";
-        let features = weaken.map(Wall::init_features).unwrap_or_default();
+        let mut features = weaken.map(Wall::init_features).unwrap_or_default();
+        let variant_features = full.init_features(variant);
+        if !variant_features.is_empty() {
+            features.push("--features".into());
+            let named: Vec<String> = variant_features
+                .iter()
+                .map(|f| format!("hull-init/{f}"))
+                .collect();
+            features.push(named.join(","));
+        }
         cmd!(
             sh,
             "cargo build --release --bin hull-init --target {triple} {features...}"
@@ -175,11 +224,14 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     }
     let k = kernel::run(&kernel::Args::default())?;
     let sh = Shell::new()?;
-    let bins = build_knobbed(&sh, args.weaken, &args.knobs)?;
+    let bins = build_knobbed(&sh, args.weaken, &args.knobs, args.variant.as_deref())?;
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| args.weaken.map_or_else(paths::image_out, Wall::image_dir));
+        .unwrap_or_else(|| match (&args.variant, args.weaken) {
+            (Some(v), _) => paths::target().join(format!("hull-image-{v}")),
+            (None, w) => w.map_or_else(paths::image_out, Wall::image_dir),
+        });
     let report = hull_image::build(&hull_image::Inputs {
         manifest: manifest(),
         kernel: k.image,
@@ -187,6 +239,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         out: out.clone(),
         cache: paths::cache(),
         fresh_rootfs: args.fresh_rootfs,
+        variant: args.variant.clone(),
     })?;
     eprintln!("[image] {}\n{report}", out.display());
     Ok(out)
