@@ -77,12 +77,12 @@ pub fn user_settings() -> Result<Option<serde_json::Map<String, serde_json::Valu
         .map_err(|e| format!("engine settings from the host: {e}"))
 }
 
-/// `runtime_path` None means Docker's built-in `runc` (which may itself be
-/// hull-runtime installed under that name). `runtime_args` are passed to
-/// the runtime on every call.
+/// dockerd's configuration with `runtime_name` at `runtime_path` as its
+/// default runtime (never Docker's built-in `runc`). `runtime_args` are
+/// passed to the runtime on every call.
 pub fn daemon_json(
     runtime_name: &str,
-    runtime_path: Option<&str>,
+    runtime_path: &str,
     runtime_args: &[&str],
     user: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> String {
@@ -113,9 +113,7 @@ pub fn daemon_json(
         // see them: the engine itself must refuse them.
         "builder": { "entitlements": { "network-host": false, "security-insecure": false } },
     });
-    if let Some(path) = runtime_path {
-        v["runtimes"] = json!({ runtime_name: { "path": path, "runtimeArgs": runtime_args } });
-    }
+    v["runtimes"] = json!({ runtime_name: { "path": runtime_path, "runtimeArgs": runtime_args } });
     if let (Some(obj), Some(user)) = (v.as_object_mut(), user) {
         // hull-policy allows only keys that hull itself never sets.
         for (k, val) in user {
@@ -133,7 +131,7 @@ mod tests {
     fn daemon_json_names_the_runtime() {
         let v: serde_json::Value = serde_json::from_str(&daemon_json(
             "hull",
-            Some("/usr/bin/hull-runtime"),
+            "/usr/bin/hull-runtime",
             &["--guard-socket", "/x"],
             None,
         ))
@@ -148,9 +146,6 @@ mod tests {
             v.get("log-opts").is_none(),
             "Docker Engine's default log options"
         );
-        let r: serde_json::Value =
-            serde_json::from_str(&daemon_json("runc", None, &[], None)).unwrap();
-        assert!(r.get("runtimes").is_none());
     }
 
     #[test]
@@ -184,7 +179,7 @@ mod tests {
         let user =
             hull_policy::parse_engine(br#"{"insecure-registries": ["10.0.2.2:5000"]}"#).unwrap();
         let v: serde_json::Value =
-            serde_json::from_str(&daemon_json("hull", Some("/x"), &[], Some(&user))).unwrap();
+            serde_json::from_str(&daemon_json("hull", "/x", &[], Some(&user))).unwrap();
         assert_eq!(v["insecure-registries"][0], "10.0.2.2:5000");
         assert_eq!(v["default-runtime"], "hull");
     }

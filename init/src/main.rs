@@ -163,7 +163,7 @@ fn boot() {
             let path = &bench::runtime_link(path);
             let daemon = engine::daemon_json(
                 engine::RUNTIME_NAME,
-                Some(path),
+                path,
                 engine::RUNTIME_ARGS,
                 user_engine.as_ref().ok().and_then(|o| o.as_ref()),
             );
