@@ -108,6 +108,26 @@ fn metric(name: &str, unit: &str, hull: f64, reference: Option<(&str, f64)>, not
 /// The manifest variant `cargo xtask bench` builds and boots.
 pub const BENCH_VARIANT: &str = "bench";
 
+/// An `--image` must be the bench variant: the shipped image has no
+/// reference runtimes, and its init refuses the benchmark operations.
+fn check_bench_image(image: &Path) -> Result<()> {
+    let file = image.join("image.json");
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&file).with_context(|| file.display().to_string())?,
+    )
+    .with_context(|| file.display().to_string())?;
+    let variant = v["variant"]
+        .as_str()
+        .unwrap_or("shipped (no variant recorded)");
+    if variant != BENCH_VARIANT {
+        bail!(
+            "--image {}: this is the {variant} image, not the bench one; build it with `cargo xtask image --variant {BENCH_VARIANT}` (target/hull-image-{BENCH_VARIANT}) or leave out --image",
+            image.display()
+        );
+    }
+    Ok(())
+}
+
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -137,7 +157,10 @@ pub fn run(args: &Args) -> Result<()> {
             // The bench image: the shipped one has neither the reference
             // runtimes nor init's benchmark operations.
             let image = match &args.image {
-                Some(i) => i.clone(),
+                Some(i) => {
+                    check_bench_image(i)?;
+                    i.clone()
+                }
                 None => vm::image(&vm::ImageArgs {
                     variant: Some(BENCH_VARIANT.into()),
                     ..Default::default()
