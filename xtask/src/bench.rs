@@ -108,6 +108,35 @@ fn metric(name: &str, unit: &str, hull: f64, reference: Option<(&str, f64)>, not
 /// The manifest variant `cargo xtask bench` builds and boots.
 pub const BENCH_VARIANT: &str = "bench";
 
+/// The shipped image's root (target/hull-image, as last built) against the
+/// bench image's (target/hull-image-bench): what the test tools weigh.
+fn size_metric() -> Result<Metric> {
+    let read = |dir: PathBuf| -> Result<(String, f64)> {
+        let file = dir.join("image.json");
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&file)
+                .with_context(|| format!("{} (build that image first)", file.display()))?,
+        )?;
+        let bytes = v["root"]["bytes"]
+            .as_f64()
+            .with_context(|| format!("{} has no root.bytes", file.display()))?;
+        let variant = v["variant"].as_str().unwrap_or("unrecorded").to_string();
+        Ok((variant, bytes / 1048576.0))
+    };
+    let (sv, shipped) = read(paths::image_out())?;
+    let (bv, bench) = read(paths::target().join(format!("hull-image-{BENCH_VARIANT}")))?;
+    if sv != "shipped" || bv != BENCH_VARIANT {
+        bail!("target/hull-image is {sv:?} and target/hull-image-{BENCH_VARIANT} is {bv:?}");
+    }
+    Ok(metric(
+        "root image (root.erofs): shipped vs bench variant (runc, crun, bench binary, bench init)",
+        "MiB",
+        shipped,
+        Some(("bench image", bench)),
+        &format!("the test tools weigh {:.1} MiB", bench - shipped),
+    ))
+}
+
 /// An `--image` must be the bench variant: the shipped image has no
 /// reference runtimes, and its init refuses the benchmark operations.
 fn check_bench_image(image: &Path) -> Result<()> {
@@ -237,6 +266,12 @@ pub fn run(args: &Args) -> Result<()> {
             eprintln!("[bench] host {part} FAILED: {why}");
             skipped.insert(format!("host/{part}"), json!(format!("failed: {why}")));
             failed.push("host");
+        }
+    }
+    match size_metric() {
+        Ok(m) => metrics.push(m),
+        Err(e) => {
+            skipped.insert("image size".into(), json!(format!("{e:#}")));
         }
     }
     let (machine, date) = (machine(), date());
