@@ -61,11 +61,19 @@ pub struct Inputs {
     /// Debian architecture of the root (`arm64`); `None`: the build
     /// machine's own.
     pub arch: Option<String>,
+    /// A `[variant.<name>]` of the manifest (e.g. `bench`); `None` builds
+    /// the shipped image.
+    pub variant: Option<String>,
 }
 
 /// Builds the image and returns its size report.
 pub fn build(inputs: &Inputs) -> Result<Report> {
-    let mut manifest = Manifest::load(&inputs.manifest)?;
+    let mut manifest = Manifest::load(&inputs.manifest)?
+        .variant(inputs.variant.as_deref())
+        .map_err(|message| Error::Manifest {
+            path: inputs.manifest.clone(),
+            message,
+        })?;
     manifest.debian.architecture = inputs.arch.clone();
     let base = inputs
         .manifest
@@ -80,7 +88,8 @@ pub fn build(inputs: &Inputs) -> Result<Report> {
     let report = packed.and_then(|p| report::make(&manifest, &staged, &p, &tar));
     // The staged tree is only an intermediate; keep the disk clean either way.
     let _ = fs::remove_dir_all(&stage_dir);
-    let report = report?;
+    let mut report = report?;
+    report.variant = inputs.variant.clone().unwrap_or_else(|| "shipped".into());
     report.write(&inputs.out.join("image.json"))?;
     Ok(report)
 }

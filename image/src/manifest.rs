@@ -22,6 +22,34 @@ pub struct Manifest {
     pub dirs: Vec<DirEntry>,
     #[serde(default, rename = "move")]
     pub moves: Vec<MoveEntry>,
+    /// Other images from the same manifest (`[variant.<name>]`): the
+    /// shipped image is the manifest without any of them.
+    #[serde(default, rename = "variant")]
+    pub variants: std::collections::BTreeMap<String, Variant>,
+}
+
+/// What a variant adds to the shipped image (e.g. `bench`: the reference
+/// runtimes and the benchmark binary). Only additions: a variant never
+/// takes a file or a package out of the shipped image, so what the shipped
+/// image is tested for holds in the variant too.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// Debian packages on top of `[debian] packages` (a list of its own, so
+    /// the package lock can give the variant a set of its own).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Cargo features of hull-init in this variant.
+    #[serde(default)]
+    pub init_features: Vec<String>,
+    #[serde(default, rename = "file")]
+    pub files: Vec<FileEntry>,
+    #[serde(default, rename = "symlink")]
+    pub symlinks: Vec<Symlink>,
+    #[serde(default, rename = "dir")]
+    pub dirs: Vec<DirEntry>,
+    #[serde(default, rename = "move")]
+    pub moves: Vec<MoveEntry>,
 }
 
 /// A file of the Debian root moved aside (e.g. runc, kept only as a
@@ -208,7 +236,56 @@ impl Manifest {
         for r in &self.strip.remove {
             check_dest(r.trim_end_matches("/*"))?;
         }
+        for (name, v) in &self.variants {
+            self.clone()
+                .merge(v)
+                .validate()
+                .map_err(|e| format!("[variant.{name}]: {e}"))?;
+            if let Some(f) = v.init_features.iter().find(|f| f.is_empty()) {
+                return Err(format!("[variant.{name}]: init feature {f:?} is empty"));
+            }
+        }
         Ok(())
+    }
+
+    /// The manifest of variant `name` (`None`: the shipped image, as is):
+    /// the shipped one plus the variant's packages and files, with no
+    /// variants of its own.
+    pub fn variant(&self, name: Option<&str>) -> std::result::Result<Manifest, String> {
+        let Some(name) = name else {
+            let mut m = self.clone();
+            m.variants.clear();
+            return Ok(m);
+        };
+        let v = self.variants.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.variants.keys().map(String::as_str).collect();
+            format!(
+                "no variant {name:?} in the manifest (it has: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+        Ok(self.clone().merge(v))
+    }
+
+    fn merge(mut self, v: &Variant) -> Manifest {
+        self.variants.clear();
+        self.debian.packages.extend(v.packages.iter().cloned());
+        self.files.extend(v.files.iter().cloned());
+        self.symlinks.extend(v.symlinks.iter().cloned());
+        self.dirs.extend(v.dirs.iter().cloned());
+        self.moves.extend(v.moves.iter().cloned());
+        self
+    }
+
+    /// hull-init's cargo features in variant `name` (none when shipped).
+    pub fn init_features(&self, name: Option<&str>) -> Vec<String> {
+        name.and_then(|n| self.variants.get(n))
+            .map(|v| v.init_features.clone())
+            .unwrap_or_default()
     }
 
     /// The hash that names the cached rootfs: everything mmdebstrap sees.
@@ -286,6 +363,51 @@ packages = ["docker.io"]
         assert_eq!(parse_mode("0o4755"), Ok(0o4755));
         assert!(parse_mode("999").is_err());
         assert!(parse_mode("77777").is_err());
+    }
+
+    #[test]
+    fn the_shipped_image_has_no_test_tools_and_the_bench_variant_adds_them() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifest.toml");
+        let m = Manifest::load(&p).unwrap();
+        let shipped = m.variant(None).unwrap();
+        let bench = m.variant(Some("bench")).unwrap();
+        for pkg in ["runc", "crun"] {
+            assert!(!shipped.debian.packages.iter().any(|x| x == pkg), "{pkg}");
+            assert!(bench.debian.packages.iter().any(|x| x == pkg), "{pkg}");
+        }
+        assert!(!shipped.binaries().contains(&"hull-runtime-bench"));
+        assert!(bench.binaries().contains(&"hull-runtime-bench"));
+        assert!(!shipped
+            .files
+            .iter()
+            .any(|f| f.dest.starts_with("/usr/lib/hull/")));
+        assert!(shipped.moves.is_empty(), "nothing kept aside when shipped");
+        // `runc` is hull-runtime in both.
+        for m in [&shipped, &bench] {
+            for path in ["/usr/sbin/runc", "/usr/bin/runc"] {
+                assert!(
+                    m.symlinks
+                        .iter()
+                        .any(|s| s.path == path && s.target == "/usr/bin/hull-runtime"),
+                    "{path}"
+                );
+            }
+        }
+        assert_eq!(m.init_features(Some("bench")), ["bench"]);
+        assert!(m.init_features(None).is_empty());
+        assert_ne!(shipped.rootfs_hash(), bench.rootfs_hash());
+        let e = m.variant(Some("nope")).unwrap_err();
+        assert!(
+            e.contains("no variant \"nope\"") && e.contains("bench"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_variant_is_checked_like_the_manifest() {
+        let t = format!("{MIN}\n[variant.x]\npackages = [\"crun\"]\n[[variant.x.file]]\ndest = \"etc/x\"\ncontent = \"\"\n");
+        let e = Manifest::parse(&t).unwrap_err();
+        assert!(e.contains("[variant.x]") && e.contains("etc/x"), "{e}");
     }
 
     #[test]

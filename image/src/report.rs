@@ -22,6 +22,8 @@ pub struct Artifact {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// `shipped`, or the manifest variant this image is (e.g. `bench`).
+    pub variant: String,
     pub suite: String,
     pub kernel: Artifact,
     pub root: Artifact,
@@ -49,6 +51,7 @@ fn artifact(p: &Path) -> Result<Artifact> {
 
 pub fn make(m: &Manifest, staged: &Staged, packed: &Packed, tar: &Path) -> Result<Report> {
     Ok(Report {
+        variant: "shipped".into(),
         suite: m.debian.suite.clone(),
         kernel: artifact(&packed.kernel)?,
         root: artifact(&packed.root)?,

@@ -1,5 +1,7 @@
 //! Measurements made from inside the VM for `cargo xtask bench`, so host-side
 //! figures can be compared with the same thing done locally in the same boot.
+//! Only in the bench image's init (`bench` feature): the shipped init has
+//! none of this on its control port.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -169,5 +171,42 @@ pub fn runtimes(iterations: u32, trace: bool) -> Value {
     match serde_json::from_str::<Value>(out.trim()) {
         Ok(v) => v,
         Err(_) => json!({"error": format!("hull-runtime-bench failed: {}", err.trim())}),
+    }
+}
+
+/// The link dockerd's runtime `hull` runs in the bench image: hull-runtime
+/// at boot, switched to crun and back by [`engine_runtime`].
+const RUNTIME_LINK: &str = "/run/hull/bench-runtime";
+
+/// Makes [`RUNTIME_LINK`] point at `path` and returns the link (or `path`
+/// itself, logged, when the link cannot be made).
+pub fn runtime_link(path: &str) -> String {
+    let _ = std::fs::remove_file(RUNTIME_LINK);
+    match std::os::unix::fs::symlink(path, RUNTIME_LINK) {
+        Ok(()) => RUNTIME_LINK.to_string(),
+        Err(e) => {
+            crate::error!("bench runtime link {RUNTIME_LINK}: {e}; dockerd runs {path}");
+            path.to_string()
+        }
+    }
+}
+
+/// Switches what dockerd's runtime `hull` runs: `hull` (hull-runtime) or
+/// `crun`. The shim execs the binary on every call, so the next container
+/// gets it; a container created by one and deleted by the other would be
+/// lost, so the bench switches only while none runs.
+pub fn engine_runtime(name: &str) -> Value {
+    let target = match name {
+        "hull" => crate::engine::RUNTIME_PATH,
+        "crun" => "/usr/bin/crun",
+        other => return json!({"error": format!("runtime {other:?}: use hull or crun")}),
+    };
+    let tmp = format!("{RUNTIME_LINK}.new");
+    let _ = std::fs::remove_file(&tmp);
+    // A new link renamed over the old one: never a moment without it.
+    match std::os::unix::fs::symlink(target, &tmp).and_then(|_| std::fs::rename(&tmp, RUNTIME_LINK))
+    {
+        Ok(()) => json!({"ok": true, "runtime": name, "path": target}),
+        Err(e) => json!({"error": format!("{RUNTIME_LINK} -> {target}: {e}")}),
     }
 }

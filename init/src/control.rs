@@ -147,19 +147,27 @@ fn handle(conn: Conn, tx: Sender<Event>) -> io::Result<()> {
     };
     match req {
         Request::Logs { name, follow } => send_logs(&mut w, r.get_mut(), &name, follow),
-        // Measurements run here, not in the supervisor's loop.
+        Request::LoopbackListen { port, seconds } => {
+            reply_json(&mut w, &loopback_listen(port, seconds))
+        }
+        // Measurements (bench image only) run here, not in the supervisor's loop.
+        #[cfg(feature = "bench")]
         Request::EnginePing { count } => reply_json(&mut w, &crate::bench::engine_ping(count)),
+        #[cfg(feature = "bench")]
         Request::Sink {
             port,
             bytes,
             framed,
         } => reply_json(&mut w, &crate::bench::sink(port, bytes, framed)),
+        #[cfg(feature = "bench")]
         Request::Echo { port } => reply_json(&mut w, &crate::bench::echo(port)),
-        Request::LoopbackListen { port, seconds } => {
-            reply_json(&mut w, &loopback_listen(port, seconds))
-        }
+        #[cfg(feature = "bench")]
         Request::BenchRuntimes { iterations, trace } => {
             reply_json(&mut w, &crate::bench::runtimes(iterations, trace))
+        }
+        #[cfg(feature = "bench")]
+        Request::BenchEngineRuntime { runtime } => {
+            reply_json(&mut w, &crate::bench::engine_runtime(&runtime))
         }
         other => {
             let (rtx, rrx) = mpsc::channel();

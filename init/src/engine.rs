@@ -37,6 +37,28 @@ const fn weakened() -> Option<&'static str> {
         None
     }
 }
+/// dockerd's name for the one runtime (also the gate's: every create asks
+/// for it) and where its binary is.
+pub const RUNTIME_NAME: &str = "hull";
+pub const RUNTIME_PATH: &str = "/usr/bin/hull-runtime";
+/// The services that run containers, and so never start without
+/// hull-runtime (the gate only fronts dockerd).
+pub const NEEDS_RUNTIME: &[&str] = &["dockerd", "hull-gate"];
+
+/// hull-runtime's path, or why the engine must not start: there is no
+/// fallback to any other runtime (Debian's runc, or whatever answers to
+/// that name), since that would run containers without hull's walls.
+pub fn runtime(exists: impl Fn(&str) -> bool) -> Result<&'static str, String> {
+    if exists(RUNTIME_PATH) {
+        Ok(RUNTIME_PATH)
+    } else {
+        Err(format!(
+            "{RUNTIME_PATH} is missing: the engine ({}) is not started, since hull runs containers with hull-runtime only",
+            NEEDS_RUNTIME.join(", ")
+        ))
+    }
+}
+
 /// The most the user's engine settings may weigh.
 const USER_MAX_BYTES: u64 = 256 * 1024;
 /// dockerd's own socket: inside the root-only /run/hull, reachable by the gate only.
@@ -55,12 +77,12 @@ pub fn user_settings() -> Result<Option<serde_json::Map<String, serde_json::Valu
         .map_err(|e| format!("engine settings from the host: {e}"))
 }
 
-/// `runtime_path` None means Docker's built-in `runc` (which may itself be
-/// hull-runtime installed under that name). `runtime_args` are passed to
-/// the runtime on every call.
+/// dockerd's configuration with `runtime_name` at `runtime_path` as its
+/// default runtime (never Docker's built-in `runc`). `runtime_args` are
+/// passed to the runtime on every call.
 pub fn daemon_json(
     runtime_name: &str,
-    runtime_path: Option<&str>,
+    runtime_path: &str,
     runtime_args: &[&str],
     user: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> String {
@@ -91,9 +113,7 @@ pub fn daemon_json(
         // see them: the engine itself must refuse them.
         "builder": { "entitlements": { "network-host": false, "security-insecure": false } },
     });
-    if let Some(path) = runtime_path {
-        v["runtimes"] = json!({ runtime_name: { "path": path, "runtimeArgs": runtime_args } });
-    }
+    v["runtimes"] = json!({ runtime_name: { "path": runtime_path, "runtimeArgs": runtime_args } });
     if let (Some(obj), Some(user)) = (v.as_object_mut(), user) {
         // hull-policy allows only keys that hull itself never sets.
         for (k, val) in user {
@@ -111,7 +131,7 @@ mod tests {
     fn daemon_json_names_the_runtime() {
         let v: serde_json::Value = serde_json::from_str(&daemon_json(
             "hull",
-            Some("/usr/bin/hull-runtime"),
+            "/usr/bin/hull-runtime",
             &["--guard-socket", "/x"],
             None,
         ))
@@ -126,9 +146,32 @@ mod tests {
             v.get("log-opts").is_none(),
             "Docker Engine's default log options"
         );
-        let r: serde_json::Value =
-            serde_json::from_str(&daemon_json("runc", None, &[], None)).unwrap();
-        assert!(r.get("runtimes").is_none());
+    }
+
+    #[test]
+    fn without_hull_runtime_the_engine_fails_closed() {
+        assert_eq!(runtime(|p| p == RUNTIME_PATH), Ok("/usr/bin/hull-runtime"));
+        let asked = std::cell::RefCell::new(Vec::new());
+        let e = runtime(|p| {
+            asked.borrow_mut().push(p.to_string());
+            false
+        })
+        .unwrap_err();
+        assert_eq!(*asked.borrow(), ["/usr/bin/hull-runtime"], "the check ran");
+        assert_eq!(
+            e,
+            "/usr/bin/hull-runtime is missing: the engine (dockerd, hull-gate) is not started, since hull runs containers with hull-runtime only"
+        );
+        // Even when a runc is there, it is never used in its place.
+        assert!(runtime(|p| p.ends_with("/runc")).is_err());
+        // Every service that runs containers is left out, and what remains
+        // still starts in order.
+        let rest: Vec<_> = crate::services::table()
+            .into_iter()
+            .filter(|d| !NEEDS_RUNTIME.contains(&d.name))
+            .collect();
+        let order = crate::services::start_order(&rest).unwrap();
+        assert_eq!(order, ["containerd", "hull-guard"]);
     }
 
     #[test]
@@ -136,7 +179,7 @@ mod tests {
         let user =
             hull_policy::parse_engine(br#"{"insecure-registries": ["10.0.2.2:5000"]}"#).unwrap();
         let v: serde_json::Value =
-            serde_json::from_str(&daemon_json("hull", Some("/x"), &[], Some(&user))).unwrap();
+            serde_json::from_str(&daemon_json("hull", "/x", &[], Some(&user))).unwrap();
         assert_eq!(v["insecure-registries"][0], "10.0.2.2:5000");
         assert_eq!(v["default-runtime"], "hull");
     }

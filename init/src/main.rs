@@ -2,6 +2,7 @@
 //! exiting PID 1 is a kernel panic. Every step logs to the console with a
 //! timestamp, and lands in the boot timeline that `hull status` shows.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod cmdline;
 mod control;
@@ -143,11 +144,6 @@ fn boot() {
     }
     timeline.mark("sysctls locked down");
 
-    let runtime = if std::path::Path::new("/usr/bin/hull-runtime").exists() {
-        ("hull", Some("/usr/bin/hull-runtime"))
-    } else {
-        ("runc", None)
-    };
     if let Some(wall) = engine::WEAKENED {
         error!("WEAKENED BUILD: the wall `{wall}` is removed (cargo xtask vm-test --weaken {wall}); never use this image");
     }
@@ -155,18 +151,34 @@ fn boot() {
     if let Err(e) = &user_engine {
         error!("{e}; ignoring them");
     }
-    let daemon = engine::daemon_json(
-        runtime.0,
-        runtime.1,
-        engine::RUNTIME_ARGS,
-        user_engine.as_ref().ok().and_then(|o| o.as_ref()),
-    );
-    if let Err(e) = std::fs::write(engine::DAEMON_JSON, daemon) {
-        error!("writing {}: {e}", engine::DAEMON_JSON);
+    // Fail closed: without hull-runtime the engine does not start at all
+    // (no other runtime is ever used in its place).
+    let runtime = engine::runtime(|p| std::path::Path::new(p).exists());
+    let mut services = services::table();
+    match &runtime {
+        Ok(path) => {
+            // The bench image points dockerd at a link it can switch
+            // between hull-runtime and crun (`bench-engine-runtime`).
+            #[cfg(feature = "bench")]
+            let path = &bench::runtime_link(path);
+            let daemon = engine::daemon_json(
+                engine::RUNTIME_NAME,
+                path,
+                engine::RUNTIME_ARGS,
+                user_engine.as_ref().ok().and_then(|o| o.as_ref()),
+            );
+            if let Err(e) = std::fs::write(engine::DAEMON_JSON, daemon) {
+                error!("writing {}: {e}", engine::DAEMON_JSON);
+            }
+        }
+        Err(e) => {
+            error!("{e}");
+            services.retain(|d| !engine::NEEDS_RUNTIME.contains(&d.name));
+        }
     }
 
     let facts = Facts {
-        engine_error: user_engine.err(),
+        engine_error: runtime.err().or(user_engine.err()),
         settings,
         disk,
         shares,
@@ -177,7 +189,7 @@ fn boot() {
     let (tx, rx) = mpsc::channel();
     start_signal_thread(sigs, tx.clone());
     control::serve(tx.clone());
-    let mut sup = Supervisor::new(services::table(), tx, timeline);
+    let mut sup = Supervisor::new(services, tx, timeline);
     let on_control =
         move |sup: &mut Supervisor, req: control::Request| control_reply(sup, &facts, req);
     sup.run(&rx, &on_control);
@@ -270,11 +282,16 @@ fn control_reply(sup: &mut Supervisor, facts: &Facts, req: control::Request) -> 
                 Err(e) => json!({"error": e}),
             }
         }
-        control::Request::Logs { .. }
-        | control::Request::EnginePing { .. }
+        control::Request::Logs { .. } | control::Request::LoopbackListen { .. } => {
+            json!({"error": "served by the connection"})
+        }
+        #[cfg(feature = "bench")]
+        control::Request::EnginePing { .. }
         | control::Request::Sink { .. }
         | control::Request::Echo { .. }
-        | control::Request::LoopbackListen { .. }
-        | control::Request::BenchRuntimes { .. } => json!({"error": "served by the connection"}),
+        | control::Request::BenchRuntimes { .. }
+        | control::Request::BenchEngineRuntime { .. } => {
+            json!({"error": "served by the connection"})
+        }
     }
 }

@@ -25,10 +25,12 @@ pub enum Request {
         service: String,
         signal: String,
     },
+    #[cfg(feature = "bench")]
     /// Benchmark: round trips on dockerd's socket from inside the VM.
     EnginePing {
         count: u32,
     },
+    #[cfg(feature = "bench")]
     /// Benchmark: a one-shot vsock sink on `port` for `bytes` bytes (raw,
     /// or as channel frames when `framed`).
     Sink {
@@ -37,6 +39,7 @@ pub enum Request {
         #[serde(default)]
         framed: bool,
     },
+    #[cfg(feature = "bench")]
     /// Benchmark: a one-shot vsock echo on `port`.
     Echo {
         port: u32,
@@ -51,6 +54,7 @@ pub enum Request {
         port: u16,
         seconds: u64,
     },
+    #[cfg(feature = "bench")]
     /// Benchmark: hull-runtime vs runc vs crun, create to delete.
     BenchRuntimes {
         iterations: u32,
@@ -58,7 +62,24 @@ pub enum Request {
         #[serde(default)]
         trace: bool,
     },
+    /// Benchmark: which binary dockerd's runtime `hull` runs from now on
+    /// (`hull`: hull-runtime, `crun`: Debian's crun), so `docker run` end
+    /// to end is measured with both in one boot. Only while no container
+    /// runs.
+    #[cfg(feature = "bench")]
+    BenchEngineRuntime {
+        runtime: String,
+    },
 }
+
+/// The operations only the bench image's init serves (`bench` feature).
+pub const BENCH_OPS: &[&str] = &[
+    "engine-ping",
+    "sink",
+    "echo",
+    "bench-runtimes",
+    "bench-engine-runtime",
+];
 
 /// The request in the first data frame of a control connection: one JSON
 /// object naming its `op`. Unknown ops are refused, and so are unknown
@@ -87,7 +108,7 @@ mod tests {
         assert!(matches!(parse(br#"{"op":"status"}"#), Ok(Request::Status)));
         let e = parse(br#"{"op":"reboot"}"#).unwrap_err().to_string();
         assert!(e.contains("unknown variant `reboot`"), "{e}");
-        let e = parse(br#"{"op":"echo","port":1,"x":1}"#)
+        let e = parse(br#"{"op":"logs","name":"init","x":1}"#)
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `x`"), "{e}");
@@ -96,6 +117,52 @@ mod tests {
             parse(br#"{"op":"status","x":1}"#),
             Ok(Request::Status)
         ));
+    }
+
+    /// The shipped init's control port: status, logs, shutdown, and the
+    /// test and CLI operations below; a benchmark operation is an unknown
+    /// request, refused by the parser before anything runs.
+    #[cfg(not(feature = "bench"))]
+    #[test]
+    fn the_shipped_init_refuses_benchmark_operations() {
+        let reqs = [
+            r#"{"op":"engine-ping","count":3}"#,
+            r#"{"op":"sink","port":5000,"bytes":10}"#,
+            r#"{"op":"echo","port":5100}"#,
+            r#"{"op":"bench-runtimes","iterations":1}"#,
+            r#"{"op":"bench-engine-runtime","runtime":"crun"}"#,
+        ];
+        assert_eq!(reqs.len(), BENCH_OPS.len());
+        for (req, op) in reqs.iter().zip(BENCH_OPS) {
+            let e = parse(req.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(&format!("unknown variant `{op}`")), "{req}: {e}");
+            // The refusal lists what the port does offer, and no bench op.
+            assert!(e.contains("`status`") && e.contains("`shutdown`"), "{e}");
+        }
+        for ok in [
+            r#"{"op":"status"}"#,
+            r#"{"op":"logs","name":"init"}"#,
+            r#"{"op":"shutdown"}"#,
+        ] {
+            assert!(parse(ok.as_bytes()).is_ok(), "{ok}");
+        }
+    }
+
+    #[cfg(feature = "bench")]
+    #[test]
+    fn the_bench_init_parses_benchmark_operations() {
+        assert!(matches!(
+            parse(br#"{"op":"echo","port":5100}"#),
+            Ok(Request::Echo { port: 5100 })
+        ));
+        assert!(matches!(
+            parse(br#"{"op":"bench-engine-runtime","runtime":"crun"}"#),
+            Ok(Request::BenchEngineRuntime { .. })
+        ));
+        let e = parse(br#"{"op":"echo","port":1,"x":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `x`"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub struct Args {
     /// bench runs them too, in a boot of their own.
     #[arg(long, conflicts_with_all = ["no_vm", "kernel_options"])]
     pub shares_only: bool,
+    /// A quick subset: one boot of the bench image, only the runtime
+    /// figures (in-VM create→delete against runc and crun, and `docker run`
+    /// end to end with dockerd on hull-runtime and on crun); no host tier.
+    #[arg(long, conflicts_with_all = ["no_vm", "kernel_options", "shares_only"])]
+    pub runtimes_only: bool,
+    /// `docker run --rm busybox true` per runtime in the end-to-end figure.
+    #[arg(long, default_value_t = 10)]
+    pub docker_run_rounds: usize,
     /// Files of the small-file load and of the stat storm.
     #[arg(long, default_value_t = 10_000)]
     pub share_files: usize,
@@ -97,6 +105,58 @@ fn metric(name: &str, unit: &str, hull: f64, reference: Option<(&str, f64)>, not
     m
 }
 
+/// The manifest variant `cargo xtask bench` builds and boots.
+pub const BENCH_VARIANT: &str = "bench";
+
+/// The shipped image's root (target/hull-image, as last built) against the
+/// bench image's (target/hull-image-bench): what the test tools weigh.
+fn size_metric() -> Result<Metric> {
+    let read = |dir: PathBuf| -> Result<(String, f64)> {
+        let file = dir.join("image.json");
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&file)
+                .with_context(|| format!("{} (build that image first)", file.display()))?,
+        )?;
+        let bytes = v["root"]["bytes"]
+            .as_f64()
+            .with_context(|| format!("{} has no root.bytes", file.display()))?;
+        let variant = v["variant"].as_str().unwrap_or("unrecorded").to_string();
+        Ok((variant, bytes / 1048576.0))
+    };
+    let (sv, shipped) = read(paths::image_out())?;
+    let (bv, bench) = read(paths::target().join(format!("hull-image-{BENCH_VARIANT}")))?;
+    if sv != "shipped" || bv != BENCH_VARIANT {
+        bail!("target/hull-image is {sv:?} and target/hull-image-{BENCH_VARIANT} is {bv:?}");
+    }
+    Ok(metric(
+        "root image (root.erofs): shipped vs bench variant (runc, crun, bench binary, bench init)",
+        "MiB",
+        shipped,
+        Some(("bench image", bench)),
+        &format!("the test tools weigh {:.1} MiB", bench - shipped),
+    ))
+}
+
+/// An `--image` must be the bench variant: the shipped image has no
+/// reference runtimes, and its init refuses the benchmark operations.
+fn check_bench_image(image: &Path) -> Result<()> {
+    let file = image.join("image.json");
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&file).with_context(|| file.display().to_string())?,
+    )
+    .with_context(|| file.display().to_string())?;
+    let variant = v["variant"]
+        .as_str()
+        .unwrap_or("shipped (no variant recorded)");
+    if variant != BENCH_VARIANT {
+        bail!(
+            "--image {}: this is the {variant} image, not the bench one; build it with `cargo xtask image --variant {BENCH_VARIANT}` (target/hull-image-{BENCH_VARIANT}) or leave out --image",
+            image.display()
+        );
+    }
+    Ok(())
+}
+
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -123,9 +183,17 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         let mut shares_failed = None;
         let r = (|| -> Result<()> {
+            // The bench image: the shipped one has neither the reference
+            // runtimes nor init's benchmark operations.
             let image = match &args.image {
-                Some(i) => i.clone(),
-                None => vm::image(&vm::ImageArgs::default())?,
+                Some(i) => {
+                    check_bench_image(i)?;
+                    i.clone()
+                }
+                None => vm::image(&vm::ImageArgs {
+                    variant: Some(BENCH_VARIANT.into()),
+                    ..Default::default()
+                })?,
             };
             let sh = Shell::new()?;
             let hull = vm::hull_bin(&sh)?;
@@ -139,6 +207,8 @@ pub fn run(args: &Args) -> Result<()> {
                 )?;
                 metrics.extend(m);
                 kernel_table = Some(t);
+            } else if args.runtimes_only {
+                metrics.extend(runtimes_only(args, &hull, &image)?);
             } else {
                 if !args.shares_only {
                     metrics.extend(boot_metrics(args, &vmargs, &image)?);
@@ -164,7 +234,16 @@ pub fn run(args: &Args) -> Result<()> {
             failed.push("vm/shares");
         }
     }
-    if args.shares_only {
+    if args.runtimes_only {
+        skipped.insert(
+            "host".into(),
+            json!("--runtimes-only measures the runtimes in the VM only"),
+        );
+        skipped.insert(
+            "vm/other".into(),
+            json!("--runtimes-only: no boot, init, channel, ping or share figures"),
+        );
+    } else if args.shares_only {
         skipped.insert(
             "host".into(),
             json!("--shares-only measures the file shares only"),
@@ -187,6 +266,12 @@ pub fn run(args: &Args) -> Result<()> {
             eprintln!("[bench] host {part} FAILED: {why}");
             skipped.insert(format!("host/{part}"), json!(format!("failed: {why}")));
             failed.push("host");
+        }
+    }
+    match size_metric() {
+        Ok(m) => metrics.push(m),
+        Err(e) => {
+            skipped.insert("image size".into(), json!(format!("{e:#}")));
         }
     }
     let (machine, date) = (machine(), date());
@@ -332,7 +417,92 @@ fn vm_metrics(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
     m.extend(ping_metrics(&vm, args.pings)?);
     m.extend(throughput_metrics(&vm)?);
     m.extend(runtime_metrics(&vm, args.trace_runtime)?);
+    m.extend(docker_run_metrics(&vm, args.docker_run_rounds)?);
     Ok(m)
+}
+
+/// `--runtimes-only`: one boot, the runtime figures only.
+fn runtimes_only(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
+    let vm = Vm::boot(hull, image, &["--memory", "2048"])?;
+    let mut m = runtime_metrics(&vm, args.trace_runtime)?;
+    m.extend(docker_run_metrics(&vm, args.docker_run_rounds)?);
+    Ok(m)
+}
+
+/// Switches what dockerd's runtime runs (bench image only) and, when
+/// `check`, shows it took: hull-runtime gives each container an id range
+/// of its own, crun under dockerd (no userns-remap) the VM's identity map.
+fn engine_runtime(vm: &Vm, runtime: &str, check: bool) -> Result<()> {
+    let v = hull_qemu::control::request(
+        &vm.home.join("vsock.sock"),
+        &json!({"op": "bench-engine-runtime", "runtime": runtime}),
+    )?;
+    if let Some(e) = v.get("error") {
+        bail!("bench-engine-runtime {runtime}: {e}");
+    }
+    if !check {
+        return Ok(());
+    }
+    let r = vm
+        .docker(&["run", "--rm", "busybox", "cat", "/proc/self/uid_map"])?
+        .success()?;
+    let identity = r.out().split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    if identity != (runtime == "crun") {
+        bail!(
+            "dockerd on {runtime}: unexpected uid_map {:?} (the switch did not take)",
+            r.out()
+        );
+    }
+    Ok(())
+}
+
+/// `docker run --rm busybox true` from the host CLI, end to end (channel,
+/// gate, dockerd, containerd, runtime), with dockerd's runtime switched
+/// between hull-runtime and crun in this one boot, interleaved.
+fn docker_run_metrics(vm: &Vm, rounds: usize) -> Result<Vec<Metric>> {
+    let work = vmtest::boot::tempdir()?;
+    vmtest::images::import_busybox(vm, &work)?;
+    let _ = std::fs::remove_dir_all(&work);
+    let runtimes = ["hull", "crun"];
+    let mut samples = [Vec::new(), Vec::new()];
+    let result = (|| -> Result<()> {
+        for round in 0..rounds.max(1) + 1 {
+            for (i, rt) in runtimes.iter().enumerate() {
+                // Checked in the warm-up round, which is not counted.
+                engine_runtime(vm, rt, round == 0)?;
+                let t = Instant::now();
+                vm.docker(&["run", "--rm", "busybox", "true"])?.success()?;
+                // The first round warms the page cache for both: not counted.
+                if round > 0 {
+                    samples[i].push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        Ok(())
+    })();
+    // Never leave the engine on crun.
+    engine_runtime(vm, "hull", true).context("switching dockerd back to hull-runtime")?;
+    result?;
+    let [mut hull, mut crun] = samples;
+    let (h50, c50) = (percentile(&mut hull, 0.5), percentile(&mut crun, 0.5));
+    let (h90, c90) = (percentile(&mut hull, 0.9), percentile(&mut crun, 0.9));
+    let n = hull.len();
+    Ok(vec![
+        metric(
+            "docker run --rm busybox true from the host, end to end: dockerd on hull-runtime vs on crun (p50, same boot)",
+            "ms",
+            h50,
+            Some(("dockerd+crun", c50)),
+            &format!("{:.2}x (goal: within 1.1x); {n} runs each, interleaved", h50 / c50),
+        ),
+        metric(
+            "docker run --rm busybox true from the host, end to end: dockerd on hull-runtime vs on crun (p90, same boot)",
+            "ms",
+            h90,
+            Some(("dockerd+crun", c90)),
+            &format!("{:.2}x; {n} runs each, interleaved", h90 / c90),
+        ),
+    ])
 }
 
 fn qemu_rss_kib(vm: &Vm) -> Option<f64> {

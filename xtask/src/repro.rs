@@ -250,6 +250,7 @@ pub fn check() -> Result<()> {
             cache: paths::cache(),
             fresh_rootfs: true,
             arch: None,
+            variant: None,
         })?;
         eprintln!("[repro] image {n} in {}s", start.elapsed().as_secs());
         let text = fs::read_to_string(out.join("image.json"))?;

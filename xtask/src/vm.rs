@@ -30,6 +30,12 @@ pub struct ImageArgs {
     /// target/hull-image-<arch> unless --out says otherwise.
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
+    /// Build this `[variant.<name>]` of image/manifest.toml instead of the
+    /// shipped image (e.g. `bench`: reference runtimes, benchmark binary,
+    /// init's benchmark operations); default output target/hull-image-<name>.
+    /// Never ship it.
+    #[arg(long, conflicts_with = "weaken")]
+    pub variant: Option<String>,
     #[command(flatten)]
     pub knobs: InitKnobs,
 }
@@ -105,11 +111,25 @@ pub fn manifest() -> PathBuf {
 /// A weakened variant gets its own folder, its crates' `weaken-*` features,
 /// and its own host `hull` binary there too.
 pub fn build_vm_binaries(sh: &Shell, weaken: Option<Wall>) -> Result<PathBuf> {
-    build_knobbed(sh, weaken, &InitKnobs::default())
+    build_knobbed(sh, weaken, &InitKnobs::default(), None, Arch::host())
 }
 
-fn build_knobbed(sh: &Shell, weaken: Option<Wall>, knobs: &InitKnobs) -> Result<PathBuf> {
-    build_vm_binaries_at(sh, &paths::workspace(), &paths::target(), weaken, knobs)
+fn build_knobbed(
+    sh: &Shell,
+    weaken: Option<Wall>,
+    knobs: &InitKnobs,
+    variant: Option<&str>,
+    arch: Arch,
+) -> Result<PathBuf> {
+    build_vm_binaries_for(
+        sh,
+        &paths::workspace(),
+        &paths::target(),
+        weaken,
+        knobs,
+        arch,
+        variant,
+    )
 }
 
 /// [`build_vm_binaries`] of the checkout `ws` into the target folder
@@ -122,7 +142,7 @@ pub fn build_vm_binaries_at(
     weaken: Option<Wall>,
     knobs: &InitKnobs,
 ) -> Result<PathBuf> {
-    build_vm_binaries_for(sh, ws, target, weaken, knobs, Arch::host())
+    build_vm_binaries_for(sh, ws, target, weaken, knobs, Arch::host(), None)
 }
 
 /// The environment that cross-builds for `arch` with Debian's cross
@@ -144,9 +164,11 @@ pub fn cross_env(arch: Arch) -> Vec<(String, String)> {
     ]
 }
 
-/// [`build_vm_binaries_at`] for the guest architecture `arch`: the host's
-/// go to `<target>/hull-bin` as always; another arch's to
-/// `<target>/hull-bin-<arch>` (every binary cross-built for its target).
+/// [`build_vm_binaries_at`] for the guest architecture `arch` and a
+/// `[variant.<name>]` of the manifest (its binaries too, and hull-init with
+/// its features). The host's shipped binaries go to `<target>/hull-bin`;
+/// another arch's to `<target>/hull-bin-<arch>`, a variant's to
+/// `<target>/hull-bin-<name>`.
 pub fn build_vm_binaries_for(
     sh: &Shell,
     ws: &Path,
@@ -154,20 +176,30 @@ pub fn build_vm_binaries_for(
     weaken: Option<Wall>,
     knobs: &InitKnobs,
     arch: Arch,
+    variant: Option<&str>,
 ) -> Result<PathBuf> {
-    if arch != Arch::host() && (weaken.is_some() || knobs.bin_dir(target).is_some()) {
-        bail!("--arch {arch}: weakened and knobbed test builds exist for the host's arch only");
+    let cross = arch != Arch::host();
+    if cross && (weaken.is_some() || knobs.bin_dir(target).is_some() || variant.is_some()) {
+        bail!("--arch {arch}: weakened, knobbed and variant test builds exist for the host's arch only");
     }
-    if weaken.is_some() && knobs.bin_dir(target).is_some() {
-        bail!("--weaken and --build-id/--data-format are separate test builds; pick one");
+    let test_builds = [
+        weaken.is_some(),
+        knobs.bin_dir(target).is_some(),
+        variant.is_some(),
+    ];
+    if test_builds.iter().filter(|b| **b).count() > 1 {
+        bail!(
+            "--weaken, --variant and --build-id/--data-format are separate test builds; pick one"
+        );
     }
-    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let full = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let m = full.variant(variant).map_err(anyhow::Error::msg)?;
     let bins = m.binaries();
     let remap = crate::repro::rustflags(ws);
-    let cross = arch != Arch::host();
     let out = weaken
         .map(Wall::bin_dir)
         .or_else(|| knobs.bin_dir(target))
+        .or_else(|| variant.map(|v| target.join(format!("hull-bin-{v}"))))
         .unwrap_or_else(|| {
             if cross {
                 target.join(format!("hull-bin-{arch}"))
@@ -210,7 +242,16 @@ pub fn build_vm_binaries_for(
         }
     }
     if !init.is_empty() {
-        let features = weaken.map(Wall::init_features).unwrap_or_default();
+        let mut features = weaken.map(Wall::init_features).unwrap_or_default();
+        let variant_features = full.init_features(variant);
+        if !variant_features.is_empty() {
+            features.push("--features".into());
+            let named: Vec<String> = variant_features
+                .iter()
+                .map(|f| format!("hull-init/{f}"))
+                .collect();
+            features.push(named.join(","));
+        }
         cmd!(
             sh,
             "cargo build --release --bin hull-init --target {triple} {features...}"
@@ -250,19 +291,12 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         ..Default::default()
     })?;
     let sh = Shell::new()?;
-    let bins = build_vm_binaries_for(
-        &sh,
-        &paths::workspace(),
-        &paths::target(),
-        args.weaken,
-        &args.knobs,
-        arch,
-    )?;
+    let bins = build_knobbed(&sh, args.weaken, &args.knobs, args.variant.as_deref(), arch)?;
     let out = args.out.clone().unwrap_or_else(|| {
-        if arch != Arch::host() {
-            paths::image_out_for(arch)
-        } else {
-            args.weaken.map_or_else(paths::image_out, Wall::image_dir)
+        match (&args.variant, args.weaken) {
+            _ if arch != Arch::host() => paths::image_out_for(arch),
+            (Some(v), _) => paths::target().join(format!("hull-image-{v}")),
+            (None, w) => w.map_or_else(paths::image_out, Wall::image_dir),
         }
     });
     let report = hull_image::build(&hull_image::Inputs {
@@ -274,6 +308,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         fresh_rootfs: args.fresh_rootfs,
         // The host's root keeps its cache key; another arch's is its own.
         arch: (arch != Arch::host()).then(|| arch.debian().to_string()),
+        variant: args.variant.clone(),
     })?;
     eprintln!("[image] {}\n{report}", out.display());
     Ok(out)

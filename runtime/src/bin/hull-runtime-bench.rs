@@ -1,14 +1,15 @@
 //! In-VM benchmark: create+start+wait+delete of one tiny container with
 //! hull-runtime and the reference runtimes (Debian's runc and crun), same
 //! bundle, same boot, interleaved so noise hits all alike. Like with like:
-//! the bundle asks every runtime for a user namespace (hull-runtime makes
-//! one for every container anyway, with ranges of its own) and carries
-//! one seccomp profile of hull's shape (allow by default, hull's deny list
-//! as errno rules), which hull-runtime composes with its own deny list and
-//! the others install as given. Each runtime's version is read from its
-//! binary (`--version`), never written here. Started by
-//! hull-init's control port for `cargo xtask bench`; prints one JSON object.
-//! Measures only; decides nothing.
+//! the bundle asks every runtime for a user namespace with an exclusive
+//! range (hull-runtime makes one for every container anyway, with ranges
+//! of its own) and a seccomp filter of the same size (hull's deny list as
+//! errno rules; the reference runtimes' copy also has rules for the mount
+//! family and `socket(AF_VSOCK)`, which hull-runtime adds by itself). Each
+//! runtime's version is read from its binary (`--version`), never written
+//! here. Only in the bench image (`cargo xtask image --variant bench`),
+//! started by its init's control port for `cargo xtask bench`; prints one
+//! JSON object. Measures only; decides nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,8 +54,13 @@ fn parse_args() -> Result<(usize, PathBuf, Vec<Rt>)> {
     Ok((n.clamp(1, 500), payload, rts))
 }
 
-/// A bundle whose container runs a static binary once and exits.
-fn bundle(dir: &Path, payload: &Path) -> Result<()> {
+/// A bundle whose container runs a static binary once and exits. No
+/// idmapped mount for runc and crun: Debian's runc 1.1 has none (1.2 added
+/// them) and neither idmaps `root.path`; crun idmaps binds only, and a bind
+/// source hull-runtime accepts lies under /var/lib/docker (0710), where the
+/// reference runtimes' unprivileged container root cannot reach. So
+/// hull-runtime's idmapped rootfs is a cost only hull pays here.
+fn bundle(dir: &Path, payload: &Path, reference: bool) -> Result<()> {
     let root = dir.join("rootfs");
     for d in ["proc", "dev", "tmp"] {
         std::fs::create_dir_all(root.join(d))?;
@@ -85,7 +91,7 @@ fn bundle(dir: &Path, payload: &Path) -> Result<()> {
             "gidMappings": [{"containerID": 0, "hostID": 300000, "size": 65536}],
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list"],
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
-            "seccomp": seccomp_profile()
+            "seccomp": seccomp_profile(reference)
         }
     });
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
@@ -94,16 +100,36 @@ fn bundle(dir: &Path, payload: &Path) -> Result<()> {
 }
 
 /// hull's seccomp shape: allow by default, its deny list as errno rules.
-fn seccomp_profile() -> serde_json::Value {
-    use hull_runtime::seccomp::{DENY_ENOSYS, DENY_LIST};
+/// hull-runtime lays over it what it always adds (the mount family to
+/// hull-guard, `socket(AF_VSOCK)` refused); the reference runtimes'
+/// profile (`reference`) carries rules for the same calls, so each
+/// runtime installs a filter of the same size: the mount family as
+/// SCMP_ACT_LOG (runc and crun would need a seccomp agent to notify), the
+/// vsock rule as it is.
+fn seccomp_profile(reference: bool) -> serde_json::Value {
+    use hull_runtime::seccomp::{DENY_ENOSYS, DENY_LIST, MOUNT_FAMILY};
+    let mut syscalls = vec![
+        json!({"names": DENY_LIST, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM}),
+        json!({"names": DENY_ENOSYS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
+    ];
+    if reference {
+        syscalls.push(json!({"names": MOUNT_FAMILY, "action": "SCMP_ACT_LOG"}));
+        syscalls.push(json!({
+            "names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+            "args": [{"index": 0, "value": libc::AF_VSOCK, "op": "SCMP_CMP_EQ"}]
+        }));
+    }
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [
-            {"names": DENY_LIST, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM},
-            {"names": DENY_ENOSYS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}
-        ]
+        "syscalls": syscalls
     })
+}
+
+/// Whether `rt` is one of the reference runtimes (the bench's names for
+/// hull-runtime all start with `hull`).
+fn is_reference(rt: &Rt) -> bool {
+    !rt.name.starts_with("hull")
 }
 
 /// The first line of `<bin> --version`, or why it could not be read.
@@ -160,12 +186,16 @@ fn main() -> Result<()> {
     // rootfs (hull-runtime shifts ids itself).
     let work = PathBuf::from("/run/hull-bench-runtime");
     let _ = std::fs::remove_dir_all(&work);
+    // One bundle for hull-runtime, one for the reference runtimes: the
+    // same but for the seccomp rules hull-runtime adds by itself.
     let b = work.join("bundle");
-    std::fs::create_dir_all(&b)?;
-    for d in [&work, &b] {
+    let b_ref = work.join("bundle-reference");
+    for d in [&work, &b, &b_ref] {
+        std::fs::create_dir_all(d)?;
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
-    bundle(&b, &payload)?;
+    bundle(&b, &payload, false)?;
+    bundle(&b_ref, &payload, true)?;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
     let mut last_log: Vec<String> = vec![String::new(); rts.len()];
     // Two warm-up rounds, then n measured ones, interleaved.
@@ -173,14 +203,15 @@ fn main() -> Result<()> {
         for (i, rt) in rts.iter().enumerate() {
             let state = work.join(format!("state-{}", rt.name));
             let id = format!("bench-{}-{round}", rt.name);
+            let b = if is_reference(rt) { &b_ref } else { &b };
             let t = Instant::now();
             let run = step(
                 rt,
                 &state,
                 &["run", "--bundle", &b.display().to_string(), &id],
-                &b,
+                b,
             )?;
-            let delete = step(rt, &state, &["delete", "--force", &id], &b)?;
+            let delete = step(rt, &state, &["delete", "--force", &id], b)?;
             last_log[i] = run + &delete;
             if round >= 2 {
                 samples[i].push(t.elapsed().as_secs_f64() * 1000.0);
@@ -196,7 +227,7 @@ fn main() -> Result<()> {
             "samples_ms": s,
             "version": version(&rt.bin),
             "args": rt.args,
-            "bundle": "user namespace, hull's seccomp shape (allow + deny list), read-only rootfs, /proc and /dev",
+            "bundle": "user namespace (exclusive 65536-id range), a seccomp filter of hull's size (allow + deny list + mount family + vsock), read-only rootfs, /proc and /dev",
         });
         if !log.is_empty() {
             // What a --debug runtime logged in the last round (stage timestamps).

@@ -186,3 +186,56 @@ pub fn malformed_settings(vm: &Vm) -> Result<()> {
     );
     super::engine::version(vm)
 }
+
+/// The shipped image's control port has no benchmark operations: each is
+/// refused by init's parser as an unknown request (and no listener opens
+/// for `echo`), while `status` answers on the same port. The image says it
+/// is the shipped one (image.json `variant`).
+pub fn control_no_bench_ops(vm: &Vm) -> Result<()> {
+    let img: Value = serde_json::from_str(
+        &std::fs::read_to_string(vm.image.join("image.json")).context("image.json")?,
+    )?;
+    ensure!(
+        img["variant"] == "shipped",
+        "not the shipped image: variant {}",
+        img["variant"]
+    );
+    let uds = vm.home.join("vsock.sock");
+    let st = hull_qemu::control::request(&uds, &serde_json::json!({"op": "status"}))?;
+    ensure!(st["version"].is_string(), "status did not answer: {st}");
+    for (op, req) in [
+        ("echo", serde_json::json!({"op": "echo", "port": 5100})),
+        (
+            "sink",
+            serde_json::json!({"op": "sink", "port": 5101, "bytes": 1}),
+        ),
+        (
+            "engine-ping",
+            serde_json::json!({"op": "engine-ping", "count": 1}),
+        ),
+        (
+            "bench-runtimes",
+            serde_json::json!({"op": "bench-runtimes", "iterations": 1}),
+        ),
+        (
+            "bench-engine-runtime",
+            serde_json::json!({"op": "bench-engine-runtime", "runtime": "crun"}),
+        ),
+    ] {
+        let v = hull_qemu::control::request(&uds, &req)?;
+        let e = v["error"].as_str().unwrap_or_default();
+        ensure!(
+            e.starts_with(&format!("bad request: unknown variant `{op}`")),
+            "{op} on the shipped init: {v}"
+        );
+    }
+    // Nothing listens where `echo` would have listened.
+    match hull_qemu::hvsock::connect_blocking(&uds, 5100) {
+        Ok(_) => bail!("vsock port 5100 accepted a connection on the shipped image"),
+        Err(e) => ensure!(
+            e.kind() == std::io::ErrorKind::ConnectionRefused,
+            "vsock port 5100: expected `nothing listens`, got {e}"
+        ),
+    }
+    Ok(())
+}

@@ -178,6 +178,7 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
                 ("channel/context", engine::context),
                 ("channel/load-save-100mb", engine::load_save_100mb),
                 ("init/status-timeline", init::status_timeline),
+                ("init/control-no-bench-ops", init::control_no_bench_ops),
                 ("verity/status-root-hash", verity::status_root_hash),
                 ("workload/docker-in-docker", workloads::dind),
                 ("workload/compose-app", workloads::compose_app),
