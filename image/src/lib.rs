@@ -1,14 +1,18 @@
 //! hull-image: the VM image, from a TOML manifest to a read-only erofs root.
 //!
 //! The steps, each its own module: [`manifest`] (what to build), [`rootfs`]
-//! (Debian root from mmdebstrap, cached by content hash), [`stage`] (unpack,
+//! (Debian root from mmdebstrap, pinned by [`lock`], cached by the lock's
+//! hash), [`stage`] (unpack,
 //! strip, add hull's files), [`pack`] (erofs + its [`verity`] hash tree +
-//! qcow2), [`report`] (sizes and the verity figures).
+//! qcow2), [`report`] (sizes and the verity figures); [`sbom`] lists what
+//! is inside.
 
+pub mod lock;
 pub mod manifest;
 pub mod pack;
 pub mod report;
 pub mod rootfs;
+pub mod sbom;
 pub mod stage;
 pub mod verity;
 
@@ -47,6 +51,8 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 #[derive(Debug, Clone)]
 pub struct Inputs {
     pub manifest: PathBuf,
+    /// `packages.lock`: the Debian packages, pinned (its production set).
+    pub lock: PathBuf,
     /// The kernel to ship beside the root (bzImage).
     pub kernel: PathBuf,
     /// Folder holding the cargo binaries that `binary =` entries name.
@@ -67,7 +73,9 @@ pub fn build(inputs: &Inputs) -> Result<Report> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let tar = rootfs::ensure(&manifest, &inputs.cache, inputs.fresh_rootfs)?;
+    let lock = lock::Lock::load(&inputs.lock)?;
+    let set = lock.set_for(lock::PRODUCTION, &lock::Request::production(&manifest))?;
+    let tar = rootfs::ensure(&manifest, set, &inputs.cache, inputs.fresh_rootfs)?;
     fs::create_dir_all(&inputs.out).map_err(io_err(&inputs.out))?;
     let stage_dir = inputs.out.join(".stage");
     let staged = stage::prepare(&manifest, &base, &tar, &inputs.bin_dir, &stage_dir)?;

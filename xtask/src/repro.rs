@@ -244,6 +244,7 @@ pub fn check() -> Result<()> {
         let _ = fs::remove_dir_all(&out);
         hull_image::build(&hull_image::Inputs {
             manifest: ws.join("image/manifest.toml"),
+            lock: ws.join("image/packages.lock"),
             kernel: k.image.clone(),
             bin_dir: bins.to_path_buf(),
             out: out.clone(),

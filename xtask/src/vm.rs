@@ -20,6 +20,10 @@ pub struct ImageArgs {
     /// Skip `cargo xtask deps` (CI and tests call it once up front).
     #[arg(long)]
     pub no_deps: bool,
+    /// Resolve the Debian packages afresh from the mirror, rewrite
+    /// image/packages.lock, print the changes, then build from the new lock.
+    #[arg(long)]
+    pub update_lock: bool,
     /// Build a weakened variant with this one wall removed (see `cargo xtask
     /// walls`); default output target/hull-image-weak-<wall>. Never ship it.
     #[arg(long, value_enum)]
@@ -86,6 +90,141 @@ pub struct DownArgs {
 
 pub fn manifest() -> PathBuf {
     paths::workspace().join("image/manifest.toml")
+}
+
+pub fn packages_lock() -> PathBuf {
+    paths::workspace().join("image/packages.lock")
+}
+
+/// `--update-lock`: resolves the production set afresh (other sets, e.g. a
+/// variant's, are kept as they are), rewrites the lock, prints the changes.
+pub fn update_lock() -> Result<()> {
+    use hull_image::lock;
+    let m = hull_image::Manifest::load(&manifest())?;
+    let path = packages_lock();
+    let old = lock::Lock::load(&path).ok();
+    let req = lock::Request::production(&m);
+    eprintln!(
+        "[image] resolving {:?} afresh from {:?}",
+        req.requested, req.sources
+    );
+    let set = lock::resolve(&m, &req, &paths::cache().join("lock-resolve"))?;
+    let before = old
+        .as_ref()
+        .and_then(|l| l.set.get(lock::PRODUCTION))
+        .map(|s| s.packages.clone())
+        .unwrap_or_default();
+    let changes = lock::changes(&before, &set.packages);
+    let n = set.packages.len();
+    let mut sets = old.map(|l| l.set).unwrap_or_default();
+    sets.insert(lock::PRODUCTION.to_string(), set);
+    fs::write(&path, lock::new_lock(sets).render())
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "[image] {}: {n} packages, {} changes",
+        path.display(),
+        changes.len()
+    );
+    for c in &changes {
+        println!("{c}");
+    }
+    Ok(())
+}
+
+/// The Rust crates compiled into the image's binaries: the normal
+/// dependencies (no build scripts, no proc-macros, no dev-dependencies) of
+/// the packages owning the manifest's `binary =` entries, for the VM's
+/// target, as `cargo tree` resolves them (hull-init on its own, as it is
+/// built alone).
+pub fn shipped_crates(ws: &Path) -> Result<Vec<hull_image::sbom::Crate>> {
+    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let sh = Shell::new()?;
+    let _dir = sh.push_dir(ws);
+    let meta = cmd!(sh, "cargo metadata --no-deps --format-version 1 --locked")
+        .quiet()
+        .read()?;
+    let meta: serde_json::Value = serde_json::from_str(&meta)?;
+    let mut owner = std::collections::BTreeMap::new();
+    for p in meta["packages"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            {
+                owner.insert(
+                    t["name"].as_str().unwrap_or_default().to_string(),
+                    p["name"].as_str().unwrap_or_default().to_string(),
+                );
+            }
+        }
+    }
+    let mut groups: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    for b in m.binaries() {
+        let pkg = owner
+            .get(b)
+            .with_context(|| format!("no workspace package has the binary {b:?}"))?;
+        let g = usize::from(b == "hull-init");
+        if !groups[g].contains(pkg) {
+            groups[g].push(pkg.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for g in groups.iter().filter(|g| !g.is_empty()) {
+        let ps: Vec<String> = g
+            .iter()
+            .flat_map(|p| ["-p".to_string(), p.clone()])
+            .collect();
+        let fmt = "{p}";
+        let tree = cmd!(
+            sh,
+            "cargo tree --locked {ps...} -e normal,no-proc-macro --target x86_64-unknown-linux-gnu --prefix none -f {fmt}"
+        )
+        .quiet()
+        .read()?;
+        out.extend(parse_tree(&tree)?);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Lines of `cargo tree -f {p} --prefix none`: `name vX.Y.Z [(path)] [(*)]`.
+fn parse_tree(text: &str) -> Result<Vec<hull_image::sbom::Crate>> {
+    let mut out = Vec::new();
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut w = l.split_whitespace();
+        let (Some(name), Some(v)) = (w.next(), w.next()) else {
+            bail!("cargo tree printed {l:?}");
+        };
+        let Some(version) = v.strip_prefix('v') else {
+            bail!("cargo tree printed {l:?} (no version)");
+        };
+        out.push(hull_image::sbom::Crate {
+            name: name.to_string(),
+            version: version.to_string(),
+            registry: !l.contains(" (/"),
+        });
+    }
+    Ok(out)
+}
+
+/// Writes the image's SBOM (Debian packages of the lock's production set,
+/// Rust crates of the shipped binaries) into `out`.
+pub fn write_sbom(ws: &Path, out: &Path) -> Result<(PathBuf, usize, usize)> {
+    use hull_image::lock;
+    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let l = lock::Lock::load(&ws.join("image/packages.lock"))?;
+    let set = l.set_for(lock::PRODUCTION, &lock::Request::production(&m))?;
+    let crates = shipped_crates(ws)?;
+    let p = hull_image::sbom::write(
+        out,
+        "hull",
+        env!("CARGO_PKG_VERSION"),
+        m.image.source_date_epoch,
+        set,
+        &crates,
+    )?;
+    Ok((p, set.packages.len(), crates.len()))
 }
 
 /// Builds the cargo binaries the image needs into one folder.
@@ -173,6 +312,9 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     if !args.no_deps {
         deps::run()?;
     }
+    if args.update_lock {
+        update_lock()?;
+    }
     let k = kernel::run(&kernel::Args::default())?;
     let sh = Shell::new()?;
     let bins = build_knobbed(&sh, args.weaken, &args.knobs)?;
@@ -182,13 +324,19 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         .unwrap_or_else(|| args.weaken.map_or_else(paths::image_out, Wall::image_dir));
     let report = hull_image::build(&hull_image::Inputs {
         manifest: manifest(),
+        lock: packages_lock(),
         kernel: k.image,
         bin_dir: bins,
         out: out.clone(),
         cache: paths::cache(),
         fresh_rootfs: args.fresh_rootfs,
     })?;
+    let (sbom, debs, crates) = write_sbom(&paths::workspace(), &out)?;
     eprintln!("[image] {}\n{report}", out.display());
+    eprintln!(
+        "[image] {}: {debs} Debian packages, {crates} Rust crates",
+        sbom.display()
+    );
     Ok(out)
 }
 
