@@ -387,3 +387,106 @@ pub fn down(args: &DownArgs) -> Result<()> {
 pub fn image_ready(dir: &Path) -> bool {
     dir.join(hull_image::pack::KERNEL).exists() && dir.join(hull_image::pack::ROOT_RAW).exists()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    /// The SBOM `cargo xtask image` writes lists exactly the lock's Debian
+    /// packages (name, version, sha256) and the shipped binaries' crates,
+    /// each at its Cargo.lock version; nothing else.
+    #[test]
+    fn the_sbom_lists_the_lock_and_the_shipped_crates_and_nothing_else() {
+        let ws = paths::workspace();
+        let out = tempfile::tempdir().unwrap();
+        let (p, debs, crates) = write_sbom(&ws, out.path()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["bomFormat"], "CycloneDX");
+        let comps = v["components"].as_array().unwrap();
+        assert_eq!(
+            comps.len(),
+            debs + crates,
+            "the components are not exactly the lock's packages plus the shipped crates"
+        );
+
+        let m = hull_image::Manifest::load(&manifest()).unwrap();
+        let lock = hull_image::lock::Lock::load(&packages_lock()).unwrap();
+        let set = lock
+            .set_for(
+                hull_image::lock::PRODUCTION,
+                &hull_image::lock::Request::production(&m),
+            )
+            .unwrap();
+        let kind = |c: &serde_json::Value| c["properties"][0]["value"].as_str().map(String::from);
+        let got_debs: BTreeSet<(String, String, String)> = comps
+            .iter()
+            .filter(|c| kind(c).as_deref() == Some("debian"))
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["version"].as_str().unwrap().to_string(),
+                    c["hashes"][0]["content"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want_debs: BTreeSet<(String, String, String)> = set
+            .packages
+            .iter()
+            .map(|e| (e.name.clone(), e.version.clone(), e.sha256.clone()))
+            .collect();
+        assert_eq!(got_debs, want_debs);
+
+        // Cargo.lock: name -> versions (a crate may be there twice).
+        let text = fs::read_to_string(ws.join("Cargo.lock")).unwrap();
+        let parsed: toml::Value = toml::from_str(&text).unwrap();
+        let mut cargo_lock: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in parsed["package"].as_array().unwrap() {
+            cargo_lock
+                .entry(p["name"].as_str().unwrap().to_string())
+                .or_default()
+                .push(p["version"].as_str().unwrap().to_string());
+        }
+        let got_crates: Vec<(String, String)> = comps
+            .iter()
+            .filter(|c| kind(c).as_deref() == Some("crate"))
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["version"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got_crates.len(), crates);
+        for (n, ver) in &got_crates {
+            let have = cargo_lock.get(n).cloned().unwrap_or_default();
+            assert!(
+                have.contains(ver),
+                "{n} {ver} is in the SBOM, Cargo.lock has {have:?}"
+            );
+        }
+        // The shipped binaries' own packages and a few known dependencies.
+        let names: BTreeMap<&str, &str> = got_crates
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        for want in [
+            "hull-init",
+            "hull-gate",
+            "hull-guard",
+            "hull-runtime",
+            "hyper",
+            "libc",
+        ] {
+            assert!(names.contains_key(want), "{want} missing from the SBOM");
+        }
+        // Build-time only: proc-macros, build scripts' deps, dev-dependencies.
+        for not in ["syn", "proc-macro2", "tempfile", "cc"] {
+            assert!(
+                !names.contains_key(not),
+                "{not} does not ship, yet is listed"
+            );
+        }
+    }
+}
