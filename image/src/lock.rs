@@ -445,6 +445,9 @@ impl Apt {
         fs::write(&sl, list).map_err(io_err(&sl))?;
         let conf = dir.join("apt.conf");
         let d = dir.display();
+        // Sandbox user root: the folder lives in root's cache, where apt's
+        // `_apt` user may not write. The indexes are still verified against
+        // the archive keyring (signed-by) and every .deb against its sha256.
         let text = format!(
             "Dir \"{d}/\";\n\
              Dir::State::status \"{d}/var/lib/dpkg/status\";\n\
