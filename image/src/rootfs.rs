@@ -9,7 +9,7 @@
 //! lock before anything is unpacked, failing closed; mmdebstrap gets them
 //! preloaded in its apt cache and `--include=name=version` for every entry;
 //! and afterwards the root's dpkg status must list exactly the locked
-//! packages.
+//! packages, and every `.deb` apt used must have a locked sha256.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -75,13 +75,22 @@ fn build(m: &Manifest, set: &LockSet, cache: &Path, work: &Path, tar: &Path) -> 
                 "--customize-hook=copy-out /var/lib/dpkg/status {}",
                 out.display()
             ),
+            // What apt actually used (the preloaded files, or any it
+            // fetched itself), hashed before the cache is emptied.
+            format!(
+                "--customize-hook=cd \"$1\"/var/cache/apt/archives && sha256sum -- *.deb > {}/debs.sha256",
+                out.display()
+            ),
         ],
         &tmp,
     );
     let res = run(&mut c).and_then(|_| {
         let p = out.join("status");
         let status = fs::read_to_string(&p).map_err(io_err(&p))?;
-        lock::check_installed(set, &status)
+        lock::check_installed(set, &status)?;
+        let p = out.join("debs.sha256");
+        let used = fs::read_to_string(&p).map_err(io_err(&p))?;
+        check_used(set, &used)
     });
     if let Err(e) = res {
         let _ = fs::remove_file(&tmp);
@@ -89,6 +98,30 @@ fn build(m: &Manifest, set: &LockSet, cache: &Path, work: &Path, tar: &Path) -> 
     }
     fs::rename(&tmp, tar).map_err(io_err(tar))?;
     eprintln!("[image] rootfs built in {}s", start.elapsed().as_secs());
+    Ok(())
+}
+
+/// Every `.deb` left in the root's apt cache (`sha256sum` lines) must be a
+/// locked one: nothing apt fetched on its own went in unchecked.
+fn check_used(set: &LockSet, sums: &str) -> Result<()> {
+    let locked: std::collections::BTreeSet<&str> =
+        set.packages.iter().map(|e| e.sha256.as_str()).collect();
+    let mut n = 0;
+    for l in sums.lines().filter(|l| !l.trim().is_empty()) {
+        let (sum, file) = l.split_once("  ").unwrap_or((l, "?"));
+        if !locked.contains(sum) {
+            return Err(Error::Other(format!(
+                "mmdebstrap used {file} (sha256 {sum}), which is not in image/packages.lock"
+            )));
+        }
+        n += 1;
+    }
+    if n != set.packages.len() {
+        return Err(Error::Other(format!(
+            "mmdebstrap's apt cache held {n} .debs, the lock has {}",
+            set.packages.len()
+        )));
+    }
     Ok(())
 }
 
@@ -195,4 +228,35 @@ fn source_lines(d: &Debian) -> Vec<String> {
         .into_iter()
         .map(|s| format!("deb {s} main"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::Entry;
+
+    #[test]
+    fn only_locked_debs_may_be_used() {
+        let set = LockSet {
+            sources: vec![],
+            requested: vec![],
+            packages: vec![Entry {
+                name: "a".into(),
+                version: "1".into(),
+                arch: "all".into(),
+                sha256: "ab".repeat(32),
+            }],
+        };
+        let ok = format!("{}  a_1_all.deb\n", "ab".repeat(32));
+        assert!(check_used(&set, &ok).is_ok());
+        let e = check_used(&set, &format!("{}  a_2_all.deb\n", "cd".repeat(32)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a_2_all.deb") && e.contains("not in image/packages.lock"),
+            "{e}"
+        );
+        let e = check_used(&set, "").unwrap_err().to_string();
+        assert!(e.contains("held 0 .debs, the lock has 1"), "{e}");
+    }
 }
