@@ -1,15 +1,19 @@
 //! hull-image: the VM image, from a TOML manifest to a read-only erofs root.
 //!
 //! The steps, each its own module: [`manifest`] (what to build), [`rootfs`]
-//! (Debian root from mmdebstrap, cached by content hash), [`stage`] (unpack,
+//! (Debian root from mmdebstrap, pinned by [`lock`], cached by the lock's
+//! hash), [`stage`] (unpack,
 //! strip, add hull's files), [`pack`] (erofs + its [`verity`] hash tree +
-//! qcow2), [`report`] (sizes and the verity figures).
+//! qcow2), [`report`] (sizes and the verity figures); [`sbom`] lists what
+//! is inside.
 
 pub mod foreign;
+pub mod lock;
 pub mod manifest;
 pub mod pack;
 pub mod report;
 pub mod rootfs;
+pub mod sbom;
 pub mod stage;
 pub mod verity;
 
@@ -48,6 +52,8 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 #[derive(Debug, Clone)]
 pub struct Inputs {
     pub manifest: PathBuf,
+    /// `packages.lock`: the Debian packages, pinned (its production set).
+    pub lock: PathBuf,
     /// The kernel to ship beside the root (bzImage).
     pub kernel: PathBuf,
     /// Folder holding the cargo binaries that `binary =` entries name.
@@ -80,7 +86,19 @@ pub fn build(inputs: &Inputs) -> Result<Report> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let tar = rootfs::ensure(&manifest, &inputs.cache, inputs.fresh_rootfs)?;
+    let tar = match manifest.debian.architecture.clone() {
+        Some(arch) if arch != foreign::native_arch()? => {
+            rootfs::ensure_foreign(&manifest, &arch, &inputs.cache, inputs.fresh_rootfs)?
+        }
+        _ => {
+            // A variant's root is a set of its own in the lock (the shipped
+            // packages plus the variant's, resolved together).
+            let lock = lock::Lock::load(&inputs.lock)?;
+            let name = inputs.variant.as_deref().unwrap_or(lock::PRODUCTION);
+            let set = lock.set_for(name, &lock::Request::production(&manifest))?;
+            rootfs::ensure(&manifest, set, &inputs.cache, inputs.fresh_rootfs)?
+        }
+    };
     fs::create_dir_all(&inputs.out).map_err(io_err(&inputs.out))?;
     let stage_dir = inputs.out.join(".stage");
     let staged = stage::prepare(&manifest, &base, &tar, &inputs.bin_dir, &stage_dir)?;

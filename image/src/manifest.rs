@@ -79,6 +79,9 @@ fn default_compression() -> String {
 pub struct Debian {
     pub suite: String,
     pub mirror: String,
+    /// `<suite>-security` is a second source on this mirror (the lock's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_mirror: Option<String>,
     #[serde(default = "default_variant")]
     pub variant: String,
     pub packages: Vec<String>,

@@ -34,6 +34,9 @@ pub struct Args {
     /// With --full: only the kernel half (no binaries, no image).
     #[arg(long, requires = "full")]
     pub kernel_only: bool,
+    /// Only build the Debian rootfs twice from the lock (fresh) and compare.
+    #[arg(long, conflicts_with = "full")]
+    pub rootfs_only: bool,
     /// Keep the kernel trees after the comparison (for diffoscope).
     #[arg(long)]
     pub keep: bool,
@@ -43,6 +46,9 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<()> {
+    if a.rootfs_only {
+        return rootfs_twice();
+    }
     if a.full {
         kernel_twice(a)?;
         if a.kernel_only {
@@ -231,12 +237,14 @@ pub fn check() -> Result<()> {
         da.len()
     );
 
-    // 2. The image, assembled twice, each with a fresh rootfs.
+    // 2. The rootfs, twice from the lock; 3. the image, assembled twice
+    // from it (the tarball in the cache is the one just built fresh).
+    rootfs_twice()?;
     let k = kernel::run(&kernel::Args::default())?;
     let mut reports = Vec::new();
     for (n, bins) in [("a", &a_bins), ("b", &b_bins)] {
         eprintln!(
-            "[repro] image {n} (fresh rootfs, binaries of {})",
+            "[repro] image {n} (the rootfs just built, binaries of {})",
             bins.display()
         );
         let start = Instant::now();
@@ -244,11 +252,12 @@ pub fn check() -> Result<()> {
         let _ = fs::remove_dir_all(&out);
         hull_image::build(&hull_image::Inputs {
             manifest: ws.join("image/manifest.toml"),
+            lock: ws.join("image/packages.lock"),
             kernel: k.image.clone(),
             bin_dir: bins.to_path_buf(),
             out: out.clone(),
             cache: paths::cache(),
-            fresh_rootfs: true,
+            fresh_rootfs: false,
             arch: None,
             variant: None,
         })?;
@@ -277,6 +286,48 @@ pub fn check() -> Result<()> {
         let _ = fs::remove_dir_all(base.join(format!("image-{n}")));
     }
     eprintln!("[repro] binaries and image identical");
+    Ok(())
+}
+
+/// The Debian rootfs built twice from `image/packages.lock`, each time
+/// fresh (mmdebstrap runs; the .debs are checked against the lock again),
+/// and the two tarballs compared. The second stays as the cached rootfs.
+pub fn rootfs_twice() -> Result<()> {
+    use hull_image::lock;
+    let ws = paths::workspace();
+    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let l = lock::Lock::load(&ws.join("image/packages.lock"))?;
+    let set = l.set_for(lock::PRODUCTION, &lock::Request::production(&m))?;
+    let mut sums = Vec::new();
+    let mut kept = None;
+    for n in ["a", "b"] {
+        let start = Instant::now();
+        let tar = hull_image::rootfs::ensure(&m, set, &paths::cache(), true)?;
+        let sum = sha256_file(&tar)?;
+        eprintln!(
+            "[repro] rootfs {n} from the lock ({} packages) in {}s: {sum}",
+            set.packages.len(),
+            start.elapsed().as_secs()
+        );
+        if n == "a" {
+            let aside = tar.with_extension("repro-a.tar");
+            fs::rename(&tar, &aside)?;
+            kept = Some(aside);
+        }
+        sums.push((tar, sum));
+    }
+    let aside = kept.context("no first rootfs")?;
+    if sums[0].1 != sums[1].1 {
+        bail!(
+            "the two rootfs builds from the lock differ: {} ({}) and {} ({})",
+            aside.display(),
+            sums[0].1,
+            sums[1].0.display(),
+            sums[1].1
+        );
+    }
+    let _ = fs::remove_file(&aside);
+    eprintln!("[repro] rootfs: two builds from the lock, identical");
     Ok(())
 }
 

@@ -21,6 +21,10 @@ pub struct ImageArgs {
     /// Skip `cargo xtask deps` (CI and tests call it once up front).
     #[arg(long)]
     pub no_deps: bool,
+    /// Resolve the Debian packages afresh from the mirror, rewrite
+    /// image/packages.lock, print the changes, then build from the new lock.
+    #[arg(long)]
+    pub update_lock: bool,
     /// Build a weakened variant with this one wall removed (see `cargo xtask
     /// walls`); default output target/hull-image-weak-<wall>. Never ship it.
     #[arg(long, value_enum)]
@@ -104,6 +108,148 @@ pub struct DownArgs {
 
 pub fn manifest() -> PathBuf {
     paths::workspace().join("image/manifest.toml")
+}
+
+pub fn packages_lock() -> PathBuf {
+    paths::workspace().join("image/packages.lock")
+}
+
+/// `--update-lock`: resolves every set afresh (the shipped image's and one
+/// per `[variant.<name>]`, each its complete closure), rewrites the lock,
+/// prints the changes.
+pub fn update_lock() -> Result<()> {
+    use hull_image::lock;
+    let full = hull_image::Manifest::load(&manifest())?;
+    let path = packages_lock();
+    let old = lock::Lock::load(&path).ok();
+    let mut names = vec![None];
+    names.extend(full.variants.keys().map(|k| Some(k.clone())));
+    let mut sets = std::collections::BTreeMap::new();
+    for name in names {
+        let m = full.variant(name.as_deref()).map_err(anyhow::Error::msg)?;
+        let set_name = name.unwrap_or_else(|| lock::PRODUCTION.to_string());
+        let req = lock::Request::production(&m);
+        eprintln!(
+            "[image] set {set_name}: resolving {:?} afresh from {:?}",
+            req.requested, req.sources
+        );
+        let set = lock::resolve(&m, &req, &paths::cache().join("lock-resolve"))?;
+        let before = old
+            .as_ref()
+            .and_then(|l| l.set.get(&set_name))
+            .map(|s| s.packages.clone())
+            .unwrap_or_default();
+        let changes = lock::changes(&before, &set.packages);
+        eprintln!(
+            "[image] set {set_name}: {} packages, {} changes",
+            set.packages.len(),
+            changes.len()
+        );
+        for c in &changes {
+            println!("{set_name}: {c}");
+        }
+        sets.insert(set_name, set);
+    }
+    fs::write(&path, lock::new_lock(sets).render())
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("[image] wrote {}", path.display());
+    Ok(())
+}
+
+/// The Rust crates compiled into the image's binaries: the normal
+/// dependencies (no build scripts, no proc-macros, no dev-dependencies) of
+/// the packages owning the manifest's `binary =` entries, for the VM's
+/// target, as `cargo tree` resolves them (hull-init on its own, as it is
+/// built alone).
+pub fn shipped_crates(ws: &Path) -> Result<Vec<hull_image::sbom::Crate>> {
+    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let sh = Shell::new()?;
+    let _dir = sh.push_dir(ws);
+    let meta = cmd!(sh, "cargo metadata --no-deps --format-version 1 --locked")
+        .quiet()
+        .read()?;
+    let meta: serde_json::Value = serde_json::from_str(&meta)?;
+    let mut owner = std::collections::BTreeMap::new();
+    for p in meta["packages"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            {
+                owner.insert(
+                    t["name"].as_str().unwrap_or_default().to_string(),
+                    p["name"].as_str().unwrap_or_default().to_string(),
+                );
+            }
+        }
+    }
+    let mut groups: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    for b in m.binaries() {
+        let pkg = owner
+            .get(b)
+            .with_context(|| format!("no workspace package has the binary {b:?}"))?;
+        let g = usize::from(b == "hull-init");
+        if !groups[g].contains(pkg) {
+            groups[g].push(pkg.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for g in groups.iter().filter(|g| !g.is_empty()) {
+        let ps: Vec<String> = g
+            .iter()
+            .flat_map(|p| ["-p".to_string(), p.clone()])
+            .collect();
+        let fmt = "{p}";
+        let tree = cmd!(
+            sh,
+            "cargo tree --locked {ps...} -e normal,no-proc-macro --target x86_64-unknown-linux-gnu --prefix none -f {fmt}"
+        )
+        .quiet()
+        .read()?;
+        out.extend(parse_tree(&tree)?);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Lines of `cargo tree -f {p} --prefix none`: `name vX.Y.Z [(path)] [(*)]`.
+fn parse_tree(text: &str) -> Result<Vec<hull_image::sbom::Crate>> {
+    let mut out = Vec::new();
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut w = l.split_whitespace();
+        let (Some(name), Some(v)) = (w.next(), w.next()) else {
+            bail!("cargo tree printed {l:?}");
+        };
+        let Some(version) = v.strip_prefix('v') else {
+            bail!("cargo tree printed {l:?} (no version)");
+        };
+        out.push(hull_image::sbom::Crate {
+            name: name.to_string(),
+            version: version.to_string(),
+            registry: !l.contains(" (/"),
+        });
+    }
+    Ok(out)
+}
+
+/// Writes the image's SBOM (Debian packages of the lock's production set,
+/// Rust crates of the shipped binaries) into `out`.
+pub fn write_sbom(ws: &Path, out: &Path) -> Result<(PathBuf, usize, usize)> {
+    use hull_image::lock;
+    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let l = lock::Lock::load(&ws.join("image/packages.lock"))?;
+    let set = l.set_for(lock::PRODUCTION, &lock::Request::production(&m))?;
+    let crates = shipped_crates(ws)?;
+    let p = hull_image::sbom::write(
+        out,
+        "hull",
+        env!("CARGO_PKG_VERSION"),
+        m.image.source_date_epoch,
+        set,
+        &crates,
+    )?;
+    Ok((p, set.packages.len(), crates.len()))
 }
 
 /// Builds the cargo binaries the image needs into one folder.
@@ -285,6 +431,9 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     if !args.no_deps {
         deps::run()?;
     }
+    if args.update_lock {
+        update_lock()?;
+    }
     let arch = args.arch();
     let k = kernel::run(&kernel::Args {
         arch,
@@ -301,6 +450,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     });
     let report = hull_image::build(&hull_image::Inputs {
         manifest: manifest(),
+        lock: packages_lock(),
         kernel: k.image,
         bin_dir: bins,
         out: out.clone(),
@@ -311,6 +461,15 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         variant: args.variant.clone(),
     })?;
     eprintln!("[image] {}\n{report}", out.display());
+    // The SBOM describes the shipped image: the lock's production set and
+    // the host build's crates. A variant or another arch has none (yet).
+    if arch == Arch::host() && args.variant.is_none() {
+        let (sbom, debs, crates) = write_sbom(&paths::workspace(), &out)?;
+        eprintln!(
+            "[image] {}: {debs} Debian packages, {crates} Rust crates",
+            sbom.display()
+        );
+    }
     Ok(out)
 }
 
@@ -360,4 +519,107 @@ pub fn down(args: &DownArgs) -> Result<()> {
 
 pub fn image_ready(dir: &Path) -> bool {
     dir.join(hull_image::pack::KERNEL).exists() && dir.join(hull_image::pack::ROOT_RAW).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    /// The SBOM `cargo xtask image` writes lists exactly the lock's Debian
+    /// packages (name, version, sha256) and the shipped binaries' crates,
+    /// each at its Cargo.lock version; nothing else.
+    #[test]
+    fn the_sbom_lists_the_lock_and_the_shipped_crates_and_nothing_else() {
+        let ws = paths::workspace();
+        let out = tempfile::tempdir().unwrap();
+        let (p, debs, crates) = write_sbom(&ws, out.path()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["bomFormat"], "CycloneDX");
+        let comps = v["components"].as_array().unwrap();
+        assert_eq!(
+            comps.len(),
+            debs + crates,
+            "the components are not exactly the lock's packages plus the shipped crates"
+        );
+
+        let m = hull_image::Manifest::load(&manifest()).unwrap();
+        let lock = hull_image::lock::Lock::load(&packages_lock()).unwrap();
+        let set = lock
+            .set_for(
+                hull_image::lock::PRODUCTION,
+                &hull_image::lock::Request::production(&m),
+            )
+            .unwrap();
+        let kind = |c: &serde_json::Value| c["properties"][0]["value"].as_str().map(String::from);
+        let got_debs: BTreeSet<(String, String, String)> = comps
+            .iter()
+            .filter(|c| kind(c).as_deref() == Some("debian"))
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["version"].as_str().unwrap().to_string(),
+                    c["hashes"][0]["content"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want_debs: BTreeSet<(String, String, String)> = set
+            .packages
+            .iter()
+            .map(|e| (e.name.clone(), e.version.clone(), e.sha256.clone()))
+            .collect();
+        assert_eq!(got_debs, want_debs);
+
+        // Cargo.lock: name -> versions (a crate may be there twice).
+        let text = fs::read_to_string(ws.join("Cargo.lock")).unwrap();
+        let parsed: toml::Value = toml::from_str(&text).unwrap();
+        let mut cargo_lock: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in parsed["package"].as_array().unwrap() {
+            cargo_lock
+                .entry(p["name"].as_str().unwrap().to_string())
+                .or_default()
+                .push(p["version"].as_str().unwrap().to_string());
+        }
+        let got_crates: Vec<(String, String)> = comps
+            .iter()
+            .filter(|c| kind(c).as_deref() == Some("crate"))
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["version"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got_crates.len(), crates);
+        for (n, ver) in &got_crates {
+            let have = cargo_lock.get(n).cloned().unwrap_or_default();
+            assert!(
+                have.contains(ver),
+                "{n} {ver} is in the SBOM, Cargo.lock has {have:?}"
+            );
+        }
+        // The shipped binaries' own packages and a few known dependencies.
+        let names: BTreeMap<&str, &str> = got_crates
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        for want in [
+            "hull-init",
+            "hull-gate",
+            "hull-guard",
+            "hull-runtime",
+            "hyper",
+            "libc",
+        ] {
+            assert!(names.contains_key(want), "{want} missing from the SBOM");
+        }
+        // Build-time only: proc-macros, build scripts' deps, dev-dependencies.
+        for not in ["syn", "proc-macro2", "tempfile", "cc"] {
+            assert!(
+                !names.contains_key(not),
+                "{not} does not ship, yet is listed"
+            );
+        }
+    }
 }
