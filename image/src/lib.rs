@@ -3,7 +3,8 @@
 //! The steps, each its own module: [`manifest`] (what to build), [`rootfs`]
 //! (Debian root from mmdebstrap, cached by content hash), [`stage`] (unpack,
 //! strip, add hull's files), [`pack`] (erofs + its [`verity`] hash tree +
-//! qcow2), [`report`] (sizes and the verity figures).
+//! qcow2), [`report`] (sizes and the verity figures), [`vmconf`] (the
+//! manifest's VM configuration: boot.json for the host, vm.json for init).
 
 pub mod manifest;
 pub mod pack;
@@ -11,6 +12,7 @@ pub mod report;
 pub mod rootfs;
 pub mod stage;
 pub mod verity;
+pub mod vmconf;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,7 +53,7 @@ pub struct Inputs {
     pub kernel: PathBuf,
     /// Folder holding the cargo binaries that `binary =` entries name.
     pub bin_dir: PathBuf,
-    /// Output folder: vmlinuz, root.erofs, root.qcow2, image.json.
+    /// Output folder: vmlinuz, root.erofs, root.qcow2, image.json, boot.json.
     pub out: PathBuf,
     /// Cache folder for rootfs tarballs (`<cache>/rootfs/<hash>.tar`).
     pub cache: PathBuf,
@@ -77,6 +79,7 @@ pub fn build(inputs: &Inputs) -> Result<Report> {
     let _ = fs::remove_dir_all(&stage_dir);
     let report = report?;
     report.write(&inputs.out.join("image.json"))?;
+    vmconf::write_boot(&manifest, &inputs.out)?;
     Ok(report)
 }
 

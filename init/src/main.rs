@@ -96,6 +96,16 @@ fn boot() {
         return;
     }
 
+    // What the image defines the VM to be. Fail closed: without it, no
+    // lockdown sysctls, so no services either.
+    let lockdown = match sysctl::load() {
+        Ok(l) => l,
+        Err(e) => {
+            error!("the image's VM configuration is unusable: {e}; refusing to start any service (rebuild the image with `cargo xtask image`)");
+            return;
+        }
+    };
+
     let settings = settings::load();
     info!("settings: {} ({} bytes)", settings.source, settings.bytes);
     timeline.mark("settings loaded");
@@ -132,7 +142,7 @@ fn boot() {
     info!("network up ({}/24 via {})", net::ADDR, net::GATEWAY);
     timeline.mark("network up");
 
-    let sysctls = sysctl::apply();
+    let sysctls = sysctl::apply(&lockdown);
     let refused = sysctls
         .iter()
         .filter(|o| o.result.starts_with("refused"))

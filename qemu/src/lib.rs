@@ -1,6 +1,7 @@
 //! hull's host side. The `hull` binary is a thin CLI over these modules.
 
 pub mod accel;
+pub mod bundle;
 pub mod control;
 pub mod daemon;
 pub mod home;
