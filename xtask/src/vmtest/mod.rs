@@ -335,7 +335,10 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
         up_args: vec![],
         setup: Some(release::setup),
         after_boot: None,
-        parallel: vec![("release/status-version", release::status_version)],
+        parallel: vec![
+            ("release/status-version", release::status_version),
+            ("release/manifest-applied", release::manifest_applied),
+        ],
         serial: vec![],
     });
     // Boots three times (upgrade, refusal) and builds a second image.

@@ -59,6 +59,54 @@ pub fn status_version(vm: &Vm) -> Result<()> {
     Ok(())
 }
 
+/// What the VM runs with is what the manifest says (item 3): init applied
+/// exactly the manifest's `[vm] sysctls` (from the root's vm.json), each
+/// read back, and the kernel booted with the bundle's boot.json words.
+pub fn manifest_applied(vm: &Vm) -> Result<()> {
+    let m = hull_image::Manifest::load(&crate::vm::manifest())?;
+    let st = vm.status()?;
+    let got: Vec<(String, String, String)> = st["guest"]["sysctls"]
+        .as_array()
+        .context("status has no guest sysctls")?
+        .iter()
+        .map(|o| {
+            let f = |k: &str| o[k].as_str().unwrap_or("?").to_string();
+            (f("key"), f("wanted"), f("result"))
+        })
+        .collect();
+    let want: Vec<(String, String)> =
+        m.vm.sysctls
+            .iter()
+            .map(|s| (s.key.replace('/', "."), s.value.clone()))
+            .collect();
+    ensure!(
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.0 == w.0 && g.1 == w.1 && (g.2 == "ok" || g.2 == "absent")),
+        "the VM's sysctls are not the manifest's:\n  VM:       {got:?}\n  manifest: {want:?}"
+    );
+    let boot = hull_qemu::machine::BootConfig::load(&vm.image).map_err(anyhow::Error::msg)?;
+    let r = vm
+        .docker(&["run", "--rm", "busybox", "cat", "/proc/cmdline"])?
+        .success()?;
+    let words: Vec<&str> = r.out().split(' ').collect();
+    for w in &boot.cmdline {
+        ensure!(
+            words.contains(&w.as_str()),
+            "the kernel's command line lacks boot.json's {w:?}: {}",
+            r.out()
+        );
+    }
+    ensure!(
+        r.out().contains("dm-mod.create="),
+        "no computed verity table: {}",
+        r.out()
+    );
+    Ok(())
+}
+
 fn flip(p: &Path, at: u64) -> Result<()> {
     let f = fs::OpenOptions::new()
         .read(true)
