@@ -49,6 +49,9 @@ pub const COMPUTED_KERNEL_KEYS: &[&str] = &["dm-mod.create", "tsc_early_khz"];
 pub struct VmCfg {
     #[serde(default)]
     pub sysctls: Vec<Sysctl>,
+    /// dockerd's defaults (daemon.json keys); init adds its own keys.
+    #[serde(default)]
+    pub engine: toml::Table,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -377,6 +380,9 @@ packages = ["docker.io"]
             .sysctls
             .iter()
             .any(|s| s.key == "kernel/unprivileged_bpf_disabled" && s.value == "1"));
+        let ent = &m.vm.engine["builder"]["entitlements"];
+        assert_eq!(ent["network-host"].as_bool(), Some(false));
+        assert_eq!(ent["security-insecure"].as_bool(), Some(false));
     }
 
     #[test]

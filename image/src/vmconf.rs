@@ -1,8 +1,9 @@
 //! The VM's configuration carried out of the manifest (issue 18 item 3):
 //! `boot.json` beside vmlinuz for the host (the kernel command line's fixed
-//! words) and `/usr/lib/hull/vm.json` in the root for init (its sysctls).
+//! words) and `/usr/lib/hull/vm.json` in the root for init (its sysctls
+//! and dockerd's defaults).
 //! The readers are `hull_qemu::machine::BootConfig` and hull-init's
-//! `sysctl::load`; both refuse a missing or malformed file.
+//! `vmconf::load`; both refuse a missing or malformed file.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -42,7 +43,9 @@ pub fn vm_json(m: &Manifest) -> Result<String> {
             "manifest [vm] sysctls is empty: the VM would run without its lockdown".into(),
         ));
     }
-    let v = json!({"format": FORMAT, "sysctls": m.vm.sysctls});
+    let engine = serde_json::to_value(&m.vm.engine)
+        .map_err(|e| Error::Other(format!("manifest [vm.engine]: {e}")))?;
+    let v = json!({"format": FORMAT, "sysctls": m.vm.sysctls, "engine": engine});
     Ok(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
 }
 
@@ -94,6 +97,12 @@ mod tests {
         assert_eq!(s.len(), m.vm.sysctls.len());
         assert_eq!(s[0]["key"], "kernel/kptr_restrict");
         assert_eq!(s[0]["value"], "2");
+        assert_eq!(v["engine"]["shutdown-timeout"], 5);
+        assert_eq!(v["engine"]["exec-opts"][0], "native.cgroupdriver=cgroupfs");
+        assert_eq!(
+            v["engine"]["builder"]["entitlements"]["security-insecure"],
+            false
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod stamp;
 mod status;
 mod supervisor;
 mod sysctl;
+mod vmconf;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::mpsc;
@@ -98,8 +99,8 @@ fn boot() {
 
     // What the image defines the VM to be. Fail closed: without it, no
     // lockdown sysctls, so no services either.
-    let lockdown = match sysctl::load() {
-        Ok(l) => l,
+    let vm = match vmconf::load() {
+        Ok(v) => v,
         Err(e) => {
             error!("the image's VM configuration is unusable: {e}; refusing to start any service (rebuild the image with `cargo xtask image`)");
             return;
@@ -142,7 +143,7 @@ fn boot() {
     info!("network up ({}/24 via {})", net::ADDR, net::GATEWAY);
     timeline.mark("network up");
 
-    let sysctls = sysctl::apply(&lockdown);
+    let sysctls = sysctl::apply(&vm.sysctls);
     let refused = sysctls
         .iter()
         .filter(|o| o.result.starts_with("refused"))
@@ -169,6 +170,7 @@ fn boot() {
         runtime.0,
         runtime.1,
         engine::RUNTIME_ARGS,
+        &vm.engine,
         user_engine.as_ref().ok().and_then(|o| o.as_ref()),
     );
     if let Err(e) = std::fs::write(engine::DAEMON_JSON, daemon) {
