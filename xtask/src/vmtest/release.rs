@@ -61,7 +61,8 @@ pub fn status_version(vm: &Vm) -> Result<()> {
 
 /// What the VM runs with is what the manifest says (item 3): init applied
 /// exactly the manifest's `[vm] sysctls` (from the root's vm.json), each
-/// read back, and the kernel booted with the bundle's boot.json words.
+/// read back, the kernel booted with the bundle's boot.json words, and
+/// dockerd runs with `[vm.engine]`'s storage and log drivers and cgroupfs.
 pub fn manifest_applied(vm: &Vm) -> Result<()> {
     let m = hull_image::Manifest::load(&crate::vm::manifest())?;
     let st = vm.status()?;
@@ -103,6 +104,27 @@ pub fn manifest_applied(vm: &Vm) -> Result<()> {
         r.out().contains("dm-mod.create="),
         "no computed verity table: {}",
         r.out()
+    );
+    // dockerd runs with the manifest's [vm.engine] defaults.
+    let info = vm
+        .docker(&[
+            "info",
+            "--format",
+            "{{.Driver}} {{.LoggingDriver}} {{.CgroupDriver}}",
+        ])?
+        .success()?;
+    let e = &m.vm.engine;
+    let want = format!(
+        "{} {} cgroupfs",
+        e.get("storage-driver")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?"),
+        e.get("log-driver").and_then(|v| v.as_str()).unwrap_or("?"),
+    );
+    ensure!(
+        info.out() == want,
+        "dockerd runs with {:?}, the manifest's [vm.engine] says {want:?}",
+        info.out()
     );
     Ok(())
 }
