@@ -121,6 +121,17 @@ pub fn write(image: &Path, parent: &Path, tar: bool) -> Result<Written> {
             bundle::SBOM
         );
     }
+    // A file the image build added that this list does not know would
+    // silently not ship: say so.
+    for e in fs::read_dir(image).with_context(|| image.display().to_string())? {
+        let n = e?.file_name().to_string_lossy().into_owned();
+        if !files.contains(&n.as_str()) && !n.starts_with('.') {
+            eprintln!(
+                "[release] WARNING: {}/{n} is not part of the bundle (not in hull_qemu::bundle::REQUIRED)",
+                image.display()
+            );
+        }
+    }
     for f in &files {
         let src = image.join(f);
         if !src.is_file() {
