@@ -4,8 +4,9 @@
 //! (Debian root from mmdebstrap, pinned by [`lock`], cached by the lock's
 //! hash), [`stage`] (unpack,
 //! strip, add hull's files), [`pack`] (erofs + its [`verity`] hash tree +
-//! qcow2), [`report`] (sizes and the verity figures); [`sbom`] lists what
-//! is inside.
+//! qcow2), [`report`] (sizes and the verity figures), [`vmconf`] (the
+//! manifest's VM configuration: boot.json for the host, vm.json for init);
+//! [`sbom`] lists what is inside.
 
 pub mod foreign;
 pub mod lock;
@@ -16,6 +17,7 @@ pub mod rootfs;
 pub mod sbom;
 pub mod stage;
 pub mod verity;
+pub mod vmconf;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -58,7 +60,7 @@ pub struct Inputs {
     pub kernel: PathBuf,
     /// Folder holding the cargo binaries that `binary =` entries name.
     pub bin_dir: PathBuf,
-    /// Output folder: vmlinuz, root.erofs, root.qcow2, image.json.
+    /// Output folder: vmlinuz, root.erofs, root.qcow2, image.json, boot.json.
     pub out: PathBuf,
     /// Cache folder for rootfs tarballs (`<cache>/rootfs/<hash>.tar`).
     pub cache: PathBuf,
@@ -109,6 +111,7 @@ pub fn build(inputs: &Inputs) -> Result<Report> {
     let mut report = report?;
     report.variant = inputs.variant.clone().unwrap_or_else(|| "shipped".into());
     report.write(&inputs.out.join("image.json"))?;
+    vmconf::write_boot(&manifest, &inputs.out)?;
     Ok(report)
 }
 

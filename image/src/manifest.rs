@@ -26,6 +26,92 @@ pub struct Manifest {
     /// shipped image is the manifest without any of them.
     #[serde(default, rename = "variant")]
     pub variants: std::collections::BTreeMap<String, Variant>,
+    /// The kernel command line's fixed words (`boot.json` beside vmlinuz).
+    #[serde(default)]
+    pub boot: Boot,
+    /// What init applies from the root's `/usr/lib/hull/vm.json`.
+    #[serde(default)]
+    pub vm: VmCfg,
+}
+
+/// `[boot]`: the fixed part of the kernel command line. The host adds the
+/// parts it computes ([`COMPUTED_KERNEL_KEYS`]) at each boot.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+}
+
+/// Kernel parameters the host computes per image or per boot; a manifest
+/// that fixed them would fight the host's value.
+pub const COMPUTED_KERNEL_KEYS: &[&str] =
+    &["dm-mod.create", "tsc_early_khz", "console", "8250.nr_uarts"];
+
+/// `[vm]`: the VM's runtime configuration, carried into the root for init.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmCfg {
+    #[serde(default)]
+    pub sysctls: Vec<Sysctl>,
+    /// dockerd's defaults (daemon.json keys); init adds its own keys.
+    #[serde(default)]
+    pub engine: toml::Table,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sysctl {
+    /// Path below /proc/sys, e.g. `kernel/kptr_restrict`.
+    pub key: String,
+    pub value: String,
+}
+
+/// One kernel command-line word: printable ASCII without spaces or quotes
+/// (the host joins words with spaces and quotes nothing), and not a key
+/// the host computes.
+pub fn check_kernel_word(w: &str) -> std::result::Result<(), String> {
+    if w.is_empty()
+        || !w
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'')
+    {
+        return Err(format!(
+            "[boot] cmdline word {w:?} must be printable ASCII without spaces or quotes"
+        ));
+    }
+    let key = w.split_once('=').map_or(w, |(k, _)| k);
+    if COMPUTED_KERNEL_KEYS.contains(&key) {
+        return Err(format!(
+            "[boot] cmdline word {w:?}: `{key}` is computed by the host at boot, not fixed in the manifest"
+        ));
+    }
+    Ok(())
+}
+
+/// A sysctl path below /proc/sys (`kernel/kptr_restrict`) and a one-line value.
+pub fn check_sysctl(s: &Sysctl) -> std::result::Result<(), String> {
+    let key_ok = !s.key.is_empty()
+        && s.key.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        });
+    if !key_ok {
+        return Err(format!(
+            "[vm] sysctl key {:?} must be a path below /proc/sys like \"kernel/kptr_restrict\"",
+            s.key
+        ));
+    }
+    if s.value.is_empty() || s.value.contains(['\n', '\0']) {
+        return Err(format!(
+            "[vm] sysctl {}: value {:?} must be one non-empty line",
+            s.key, s.value
+        ));
+    }
+    Ok(())
 }
 
 /// What a variant adds to the shipped image (e.g. `bench`: the reference
@@ -248,6 +334,16 @@ impl Manifest {
                 return Err(format!("[variant.{name}]: init feature {f:?} is empty"));
             }
         }
+        for w in &self.boot.cmdline {
+            check_kernel_word(w)?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &self.vm.sysctls {
+            check_sysctl(s)?;
+            if !seen.insert(s.key.as_str()) {
+                return Err(format!("[vm] sysctl {} is given twice", s.key));
+            }
+        }
         Ok(())
     }
 
@@ -358,6 +454,55 @@ packages = ["docker.io"]
         assert!(Manifest::parse(&t).unwrap_err().contains("exactly one"));
         let t = format!("{MIN}\n[[file]]\ndest = \"/x\"\n");
         assert!(Manifest::parse(&t).is_err());
+    }
+
+    #[test]
+    fn repo_manifest_defines_the_vm() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifest.toml");
+        let m = Manifest::load(&p).unwrap();
+        assert!(m.boot.cmdline.iter().any(|w| w == "init=/sbin/hull-init"));
+        assert!(m.boot.cmdline.iter().any(|w| w == "root=/dev/dm-0"));
+        assert!(m
+            .vm
+            .sysctls
+            .iter()
+            .any(|s| s.key == "kernel/unprivileged_bpf_disabled" && s.value == "1"));
+        let ent = &m.vm.engine["builder"]["entitlements"];
+        assert_eq!(ent["network-host"].as_bool(), Some(false));
+        assert_eq!(ent["security-insecure"].as_bool(), Some(false));
+    }
+
+    #[test]
+    fn computed_or_unsafe_kernel_words_are_refused() {
+        for (w, needle) in [
+            ("tsc_early_khz=1", "computed by the host"),
+            ("dm-mod.create=x", "computed by the host"),
+            ("a b", "without spaces"),
+            ("x=\\\"y\\\"", "without spaces or quotes"),
+            ("", "printable"),
+        ] {
+            let t = format!("{MIN}\n[boot]\ncmdline = [{w:?}]\n");
+            let e = Manifest::parse(&t).unwrap_err();
+            assert!(e.contains(needle), "{w}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_sysctls_are_refused() {
+        for (k, v, needle) in [
+            ("../x", "1", "below /proc/sys"),
+            ("/kernel/x", "1", "below /proc/sys"),
+            ("kernel/x", "", "one non-empty line"),
+            ("kernel/x", "1\\n2", "one non-empty line"),
+        ] {
+            let t = format!("{MIN}\n[vm]\nsysctls = [{{ key = {k:?}, value = \"{v}\" }}]\n");
+            let e = Manifest::parse(&t).unwrap_err();
+            assert!(e.contains(needle), "{k}={v}: {e}");
+        }
+        let t = format!(
+            "{MIN}\n[vm]\nsysctls = [{{ key = \"a/b\", value = \"1\" }}, {{ key = \"a/b\", value = \"2\" }}]\n"
+        );
+        assert!(Manifest::parse(&t).unwrap_err().contains("twice"));
     }
 
     #[test]

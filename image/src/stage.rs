@@ -34,6 +34,7 @@ pub fn prepare(
     strip(m, dir)?;
     move_aside(m, dir)?;
     add_files(m, base, bin_dir, dir)?;
+    crate::vmconf::write_vm(m, dir)?;
     measure(dir)
 }
 

@@ -80,12 +80,19 @@ pub fn user_settings() -> Result<Option<serde_json::Map<String, serde_json::Valu
 /// dockerd's configuration with `runtime_name` at `runtime_path` as its
 /// default runtime (never Docker's built-in `runc`). `runtime_args` are
 /// passed to the runtime on every call.
+/// `defaults` are the image's engine defaults (the manifest's
+/// `[vm.engine]`, from vm.json; they cannot set init's own keys,
+/// [`crate::vmconf::ENGINE_KEYS_OF_INIT`]); the user's settings only add
+/// keys that neither sets.
 pub fn daemon_json(
     runtime_name: &str,
     runtime_path: &str,
     runtime_args: &[&str],
+    defaults: &serde_json::Map<String, serde_json::Value>,
     user: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> String {
+    // What init owns: its own sockets and paths, the runtime it found, and
+    // the gateway of its network.
     let mut v = json!({
         "hosts": [format!("unix://{DOCKER_SOCK}")],
         "group": "root",
@@ -93,26 +100,16 @@ pub fn daemon_json(
         "data-root": "/var/lib/docker",
         "exec-root": "/run/docker",
         "pidfile": "/run/docker.pid",
-        "storage-driver": "overlay2",
         "default-runtime": runtime_name,
-        // Docker Engine's own default (json-file, no rotation): `docker
-        // inspect` shows what it shows elsewhere. The data disk's fixed
-        // size (`hull up --disk-gib`) is what bounds logs and layers.
-        "log-driver": "json-file",
         // `--add-host x:host-gateway` (and the gate's host.docker.internal)
         // reach the host: QEMU's gateway forwards to the host's loopback.
         "host-gateway-ip": crate::net::GATEWAY.to_string(),
-        // Containers get 5 s to stop at shutdown so the VM powers off promptly.
-        "shutdown-timeout": 5,
-        "features": { "buildkit": true },
-        // hull-runtime manages cgroupfs paths itself (no systemd in the VM)
-        // and gives every container its own cgroup namespace.
-        "exec-opts": ["native.cgroupdriver=cgroupfs"],
-        "default-cgroupns-mode": "private",
-        // BuildKit's entitlements travel inside gRPC, where the gate cannot
-        // see them: the engine itself must refuse them.
-        "builder": { "entitlements": { "network-host": false, "security-insecure": false } },
     });
+    if let Some(obj) = v.as_object_mut() {
+        for (k, val) in defaults {
+            obj.entry(k.clone()).or_insert_with(|| val.clone());
+        }
+    }
     v["runtimes"] = json!({ runtime_name: { "path": runtime_path, "runtimeArgs": runtime_args } });
     if let (Some(obj), Some(user)) = (v.as_object_mut(), user) {
         // hull-policy allows only keys that hull itself never sets.
@@ -127,12 +124,21 @@ pub fn daemon_json(
 mod tests {
     use super::*;
 
+    fn defaults() -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(
+            r#"{"log-driver": "json-file", "hosts": ["tcp://0.0.0.0:2375"],
+            "builder": {"entitlements": {"network-host": false, "security-insecure": false}}}"#,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn daemon_json_names_the_runtime() {
         let v: serde_json::Value = serde_json::from_str(&daemon_json(
             "hull",
             "/usr/bin/hull-runtime",
             &["--guard-socket", "/x"],
+            &defaults(),
             None,
         ))
         .unwrap();
@@ -140,7 +146,9 @@ mod tests {
         assert_eq!(v["runtimes"]["hull"]["path"], "/usr/bin/hull-runtime");
         assert_eq!(v["runtimes"]["hull"]["runtimeArgs"][1], "/x");
         assert_eq!(v["builder"]["entitlements"]["network-host"], false);
+        // init's own keys hold even against a default that names them.
         assert_eq!(v["hosts"][0], "unix:///run/hull/docker.sock");
+        assert_eq!(v["log-driver"], "json-file");
         assert_eq!(v["host-gateway-ip"], "10.0.2.2");
         assert!(
             v.get("log-opts").is_none(),
@@ -179,7 +187,8 @@ mod tests {
         let user =
             hull_policy::parse_engine(br#"{"insecure-registries": ["10.0.2.2:5000"]}"#).unwrap();
         let v: serde_json::Value =
-            serde_json::from_str(&daemon_json("hull", "/x", &[], Some(&user))).unwrap();
+            serde_json::from_str(&daemon_json("hull", "/x", &[], &defaults(), Some(&user)))
+                .unwrap();
         assert_eq!(v["insecure-registries"][0], "10.0.2.2:5000");
         assert_eq!(v["default-runtime"], "hull");
     }

@@ -25,6 +25,7 @@ mod stamp;
 mod status;
 mod supervisor;
 mod sysctl;
+mod vmconf;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::mpsc;
@@ -97,6 +98,16 @@ fn boot() {
         return;
     }
 
+    // What the image defines the VM to be. Fail closed: without it, no
+    // lockdown sysctls, so no services either.
+    let vm = match vmconf::load() {
+        Ok(v) => v,
+        Err(e) => {
+            error!("the image's VM configuration is unusable: {e}; refusing to start any service (rebuild the image with `cargo xtask image`)");
+            return;
+        }
+    };
+
     let settings = settings::load();
     info!("settings: {} ({} bytes)", settings.source, settings.bytes);
     timeline.mark("settings loaded");
@@ -133,7 +144,7 @@ fn boot() {
     info!("network up ({}/24 via {})", net::ADDR, net::GATEWAY);
     timeline.mark("network up");
 
-    let sysctls = sysctl::apply();
+    let sysctls = sysctl::apply(&vm.sysctls);
     let refused = sysctls
         .iter()
         .filter(|o| o.result.starts_with("refused"))
@@ -165,6 +176,7 @@ fn boot() {
                 engine::RUNTIME_NAME,
                 path,
                 engine::RUNTIME_ARGS,
+                &vm.engine,
                 user_engine.as_ref().ok().and_then(|o| o.as_ref()),
             );
             if let Err(e) = std::fs::write(engine::DAEMON_JSON, daemon) {

@@ -221,9 +221,18 @@ fn install(a: &InstallArgs, image: &Path) -> Result<()> {
     )?;
     let img = Path::new(system::IMAGE);
     root_dir(img)?;
-    // image.json carries the root's verity hash: without it the service
-    // would refuse to boot, so the install refuses first.
-    for f in ["vmlinuz", "root.erofs", "image.json"] {
+    // image.json carries the root's verity hash and boot.json the kernel
+    // command line: without them the service would refuse to boot, so the
+    // install refuses first. A release bundle is checked before it is copied.
+    if hull_qemu::bundle::is_bundle(image) {
+        hull_qemu::bundle::verify(image).context("refusing to install")?;
+    }
+    for f in [
+        "vmlinuz",
+        "root.erofs",
+        hull_qemu::machine::IMAGE_JSON,
+        hull_qemu::machine::BOOT_JSON,
+    ] {
         let src = image.join(f);
         put(
             &img.join(f),

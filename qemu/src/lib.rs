@@ -2,6 +2,7 @@
 
 pub mod accel;
 pub mod arch;
+pub mod bundle;
 pub mod control;
 pub mod daemon;
 pub mod home;

@@ -41,6 +41,9 @@ pub struct Machine {
     /// through dm-verity with them before init runs. Not optional: an
     /// image without them does not boot ([`RootVerity::load`]).
     pub root_verity: RootVerity,
+    /// The kernel command line's fixed words, from the image's boot.json
+    /// (the manifest's `[boot]`): not optional either ([`BootConfig::load`]).
+    pub boot: BootConfig,
     /// The data disk (qcow2), mounted by init at /var/lib.
     pub data: Option<PathBuf>,
     /// vhost-user socket of a running vhost-device-vsock.
@@ -131,6 +134,75 @@ pub const SETTINGS_FW_CFG: &str = "opt/dev.hull/settings";
 
 /// The image's description, beside vmlinuz and root.erofs.
 pub const IMAGE_JSON: &str = "image.json";
+/// The kernel command line's fixed words, beside vmlinuz (written by
+/// hull-image's `vmconf` from the manifest's `[boot]`).
+pub const BOOT_JSON: &str = "boot.json";
+
+/// Kernel parameters this side computes; boot.json may not carry them.
+const COMPUTED_KERNEL_KEYS: &[&str] =
+    &["dm-mod.create", "tsc_early_khz", "console", "8250.nr_uarts"];
+
+/// The fixed part of the kernel command line, as the image defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootConfig {
+    pub cmdline: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootJson {
+    format: u32,
+    cmdline: Vec<String>,
+}
+
+impl BootConfig {
+    /// Reads boot.json of the image folder `image`. Fails closed like
+    /// [`RootVerity::load`]: a missing or malformed file is refused, naming
+    /// it; the kernel never boots with a command line made up here.
+    pub fn load(image: &Path) -> Result<BootConfig, String> {
+        let path = image.join(BOOT_JSON);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{}: {e}: the image must carry its kernel command line (rebuild it with `cargo xtask image`)",
+                path.display()
+            )
+        })?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<BootConfig, String> {
+        let b: BootJson = serde_json::from_str(text).map_err(|e| format!("malformed: {e}"))?;
+        if b.format != 1 {
+            return Err(format!("format {} (this hull reads format 1)", b.format));
+        }
+        for need in ["root=", "init="] {
+            if !b.cmdline.iter().any(|w| w.starts_with(need)) {
+                return Err(format!("`cmdline` has no `{need}` word"));
+            }
+        }
+        for w in &b.cmdline {
+            // Words are joined with spaces and nothing is quoted: one word
+            // must stay one kernel parameter.
+            if w.is_empty()
+                || !w
+                    .bytes()
+                    .all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\'')
+            {
+                return Err(format!(
+                    "`cmdline` word {w:?} is not printable ASCII without spaces or quotes"
+                ));
+            }
+            let key = w.split_once('=').map_or(w.as_str(), |(k, _)| k);
+            if COMPUTED_KERNEL_KEYS.contains(&key) {
+                return Err(format!(
+                    "`cmdline` word {w:?}: `{key}` is computed by hull at boot"
+                ));
+            }
+        }
+        Ok(BootConfig { cmdline: b.cmdline })
+    }
+}
+
 /// The device-mapper name of the verified root (init checks it).
 pub const ROOT_DM_NAME: &str = "hull-root";
 
@@ -238,25 +310,15 @@ impl RootVerity {
 }
 
 impl Machine {
+    /// The image's fixed words (boot.json), then what is computed: the
+    /// verity table of this image's root, this host's TSC, benchmark words.
     pub fn kernel_cmdline(&self) -> String {
-        let mut c = vec![
-            format!("console={}", self.arch.console()),
-            // The root is the verity mapping of /dev/vda, made by the kernel
-            // (CONFIG_DM_INIT) once vda exists; every block read from it is
-            // checked against the root hash.
-            "dm-mod.waitfor=/dev/vda".into(),
-            self.root_verity.dm_create(),
-            "root=/dev/dm-0".into(),
-            "rootfstype=erofs".into(),
-            "ro".into(),
-            "init=/sbin/hull-init".into(),
-            // A kernel panic ends QEMU (with -no-reboot) instead of hanging.
-            "panic=-1".into(),
-            "loglevel=4".into(),
-        ];
+        let mut c = vec![format!("console={}", self.arch.console())];
         if self.arch == Arch::X86_64 {
-            c.insert(c.len() - 1, "8250.nr_uarts=1".into());
+            c.push("8250.nr_uarts=1".into());
         }
+        c.extend(self.boot.cmdline.iter().cloned());
+        c.push(self.root_verity.dm_create());
         // arm64 needs no counterpart: its architected timer tells the
         // guest its frequency (CNTFRQ_EL0), nothing is calibrated.
         if self.arch == Arch::X86_64
@@ -455,6 +517,7 @@ mod tests {
             kernel: "/k".into(),
             root: "/r.erofs".into(),
             root_verity: RootVerity::parse(IMAGE_JSON_EXAMPLE).unwrap(),
+            boot: BootConfig::parse(BOOT_JSON_EXAMPLE).unwrap(),
             data: Some("/d.qcow2".into()),
             vsock: Some("/v.sock".into()),
             settings: Some("/s.json".into()),
@@ -520,6 +583,59 @@ mod tests {
         "data_blocks": 43340, "hash_offset": 177520640, "hash_start_block": 43340,
         "salt": "86f7802f387411451c4225381d9ec20aa3fecddc77d70bccee69fac6671af13e",
         "root_hash": "caeaeccfaa31cedcbfcb63ef3c8b87c24d9ff593a3a50f1bd5ea414c5b7565aa"}}"#;
+
+    const BOOT_JSON_EXAMPLE: &str = r#"{"format": 1, "cmdline": ["console=ttyS0",
+        "dm-mod.waitfor=/dev/vda", "root=/dev/dm-0", "rootfstype=erofs", "ro",
+        "init=/sbin/hull-init", "panic=-1"]}"#;
+
+    #[test]
+    fn cmdline_is_the_image_words_then_the_computed_ones() {
+        let c = m().kernel_cmdline();
+        assert!(
+            c.starts_with("console=ttyS0 dm-mod.waitfor=/dev/vda root=/dev/dm-0 rootfstype=erofs ro init=/sbin/hull-init panic=-1 dm-mod.create="),
+            "{c}"
+        );
+        assert!(c.ends_with(" tsc_early_khz=2400000 hull.selftest=1"), "{c}");
+    }
+
+    #[test]
+    fn a_bad_boot_json_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = BootConfig::load(dir.path()).unwrap_err();
+        assert!(
+            e.contains("boot.json") && e.contains("cargo xtask image"),
+            "{e}"
+        );
+        for (bad, needle) in [
+            (
+                BOOT_JSON_EXAMPLE.replace("\"format\": 1", "\"format\": 2"),
+                "format 2",
+            ),
+            (
+                BOOT_JSON_EXAMPLE.replace("init=/sbin/hull-init", "quiet"),
+                "no `init=` word",
+            ),
+            (
+                BOOT_JSON_EXAMPLE.replace("\"ro\"", "\"ro init=/bin/sh\""),
+                "without spaces",
+            ),
+            (
+                BOOT_JSON_EXAMPLE.replace("\"ro\"", "\"tsc_early_khz=1\""),
+                "computed by hull",
+            ),
+            (
+                BOOT_JSON_EXAMPLE.replace("\"ro\"", "\"x=\\\"y\""),
+                "without spaces or quotes",
+            ),
+            ("{\"cmdline\": []}".to_string(), "malformed"),
+        ] {
+            let e = BootConfig::parse(&bad).unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        std::fs::write(dir.path().join(BOOT_JSON), "{").unwrap();
+        let e = BootConfig::load(dir.path()).unwrap_err();
+        assert!(e.contains("boot.json: malformed"), "{e}");
+    }
 
     #[test]
     fn root_is_the_verity_mapping_of_vda() {

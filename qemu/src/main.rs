@@ -9,8 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use hull_qemu::accel::{self, Accel, AccelChoice};
 use hull_qemu::arch::Arch;
+use hull_qemu::bundle;
 use hull_qemu::home::Home;
-use hull_qemu::machine::{Console, Machine, MachineKind, RootVerity, ShareDevice};
+use hull_qemu::machine::{BootConfig, Console, Machine, MachineKind, RootVerity, ShareDevice};
 use hull_qemu::state::{self, VmState};
 use hull_qemu::system::{self, Mode, SystemConfig};
 use hull_qemu::{control, daemon, lifecycle, settings, tsc};
@@ -419,6 +420,24 @@ fn image_dir_for(arg: &Option<PathBuf>, arch: Option<Arch>) -> Result<PathBuf> {
     )
 }
 
+/// A release bundle is checked file by file before anything boots from it
+/// (a build's image folder, without bundle.json, is the developer's own).
+fn check_bundle(image: &Path) -> Result<()> {
+    if !bundle::is_bundle(image) {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let b = bundle::verify(image).context("refusing to boot")?;
+    eprintln!(
+        "hull: bundle {} (commit {}) verified: {} files in {:.1}s",
+        b.name,
+        b.commit,
+        b.files.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
     let image = image_dir_for(&a.image, a.arch)?;
     let arch = Arch::of_kernel(&image.join("vmlinuz")).map_err(anyhow::Error::msg)?;
@@ -456,6 +475,7 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
     // Before anything is written: an image that cannot say how to verify
     // its root does not boot.
     let root_verity = RootVerity::load(&image).map_err(anyhow::Error::msg)?;
+    let boot = BootConfig::load(&image).map_err(anyhow::Error::msg)?;
     let shares = settings::write_shares(home, &a.bench_9p_share)?;
     let engine = settings::write_engine(home)?;
     Ok(Machine {
@@ -467,6 +487,7 @@ fn machine(home: &Home, a: &UpArgs) -> Result<Machine> {
         kernel: image.join("vmlinuz"),
         root: image.join("root.erofs"),
         root_verity,
+        boot,
         data: Some(home.data_disk()),
         vsock: None,
         settings: Some(home.settings_blob()),
@@ -524,6 +545,11 @@ fn up(home: &Home, a: &UpArgs) -> Result<()> {
             home.dir.display()
         );
         return wait_engine(home, Instant::now(), Duration::from_secs(a.timeout));
+    }
+    // Before anything is written for this boot (a missing image is named
+    // below, after the settings, as before).
+    if let Ok(dir) = image_dir(&a.image) {
+        check_bundle(&dir)?;
     }
     #[cfg(feature = "test-hooks")]
     let raw = a.raw_settings.as_deref();
@@ -749,6 +775,10 @@ fn docker_context(home: &Home) {
 }
 
 fn serve(home: &Home, a: &UpArgs, group_socket: bool) -> Result<()> {
+    // Again right before QEMU opens the files: `hull up` checked them, but
+    // the system service starts here directly, and the files may have
+    // changed since.
+    check_bundle(&image_dir(&a.image)?)?;
     let m = machine(home, a)?;
     daemon::run(
         home,
@@ -875,6 +905,18 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
         None
     };
     let admin = admin_report(mode, in_vm.as_ref());
+    // The release bundle the VM booted from (checked at boot; read again
+    // here, unchecked, for its name): null for a build's image folder.
+    let booted_bundle = st
+        .as_ref()
+        .filter(|s| bundle::is_bundle(&s.image))
+        .map(|s| match bundle::read(&s.image) {
+            Ok(b) => serde_json::json!({
+                "name": b.name, "version": b.version, "commit": b.commit,
+                "arch": b.arch, "path": s.image,
+            }),
+            Err(e) => serde_json::json!({"error": e.to_string(), "path": s.image}),
+        });
     if json {
         let v = serde_json::json!({
             "mode": mode.name(),
@@ -882,6 +924,7 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
             "home": home.dir,
             "state": if running { "running" } else { "stopped" },
             "vm": st,
+            "bundle": booted_bundle,
             "guest": guest,
             "unprotected_containers": unprotected,
             "settings": settings,
@@ -919,6 +962,16 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
         "vm        {} {}, {} cpus, {} MiB",
         st.machine, st.accel, st.cpus, st.memory_mib
     );
+    match &booted_bundle {
+        Some(b) if b["version"].is_string() => println!(
+            "bundle    {} (hull {}, commit {})",
+            b["name"].as_str().unwrap_or("?"),
+            b["version"].as_str().unwrap_or("?"),
+            b["commit"].as_str().unwrap_or("?")
+        ),
+        Some(b) => println!("bundle    ERROR: {}", b["error"].as_str().unwrap_or("?")),
+        None => println!("image     {} (a build's image folder)", st.image.display()),
+    }
     match &guest {
         None => println!("guest     not answering on the control port (still booting?)"),
         Some(g) => {

@@ -7,6 +7,7 @@ mod fuzz;
 mod kernel;
 mod paths;
 mod plugins;
+mod release;
 mod repro;
 mod testing;
 mod vm;
@@ -47,6 +48,9 @@ enum Task {
     /// Build every weakened variant (one wall removed each), run the security
     /// scenarios on it, and write docs/walls.json and docs/security.md's table.
     Walls(weaken::WallsArgs),
+    /// Write the release bundle target/release/hull-<version>-<arch>/ and its
+    /// .tar: kernel, verified root, qcow2, boot.json, SBOM, sha256 listing.
+    Release(release::Args),
     /// Run every cargo-fuzz target, or one, from its committed seeds (e.g. `cargo xtask fuzz --seconds 600 framed`).
     Fuzz(fuzz::Args),
 }
@@ -75,6 +79,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Bench(a) => bench::run(&a),
         Task::Repro(a) => repro::run(&a),
         Task::Fuzz(a) => fuzz::run(&a),
+        Task::Release(a) => release::run(&a),
         Task::Walls(a) => weaken::walls(&a),
     }
 }

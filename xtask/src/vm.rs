@@ -441,13 +441,14 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     })?;
     let sh = Shell::new()?;
     let bins = build_knobbed(&sh, args.weaken, &args.knobs, args.variant.as_deref(), arch)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        match (&args.variant, args.weaken) {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| match (&args.variant, args.weaken) {
             _ if arch != Arch::host() => paths::image_out_for(arch),
             (Some(v), _) => paths::target().join(format!("hull-image-{v}")),
             (None, w) => w.map_or_else(paths::image_out, Wall::image_dir),
-        }
-    });
+        });
     let report = hull_image::build(&hull_image::Inputs {
         manifest: manifest(),
         lock: packages_lock(),

@@ -352,7 +352,7 @@ impl Lock {
     }
 }
 
-fn commit() -> String {
+pub(crate) fn commit() -> String {
     let sh = match Shell::new() {
         Ok(sh) => sh,
         Err(_) => return "unknown".into(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hull_qemu::accel;
-use hull_qemu::machine::{Console, Machine, RootVerity};
+use hull_qemu::machine::{BootConfig, Console, Machine, RootVerity};
 
 use super::Args;
 
@@ -44,6 +44,7 @@ pub fn boot_once(
         kernel,
         root: image.join(hull_image::pack::ROOT_RAW),
         root_verity: RootVerity::load(image).map_err(anyhow::Error::msg)?,
+        boot: BootConfig::load(image).map_err(anyhow::Error::msg)?,
         data: None,
         vsock: None,
         settings: None,

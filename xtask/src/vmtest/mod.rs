@@ -19,6 +19,7 @@ mod redteam_gate;
 mod redteam_guard;
 mod redteam_runtime;
 mod registry;
+mod release;
 mod runtime;
 mod shares;
 mod system_mode;
@@ -335,6 +336,18 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
         parallel: shares::AS_USER.to_vec(),
         serial: vec![],
     });
+    // Boots from a release bundle of the image (`cargo xtask release`).
+    all.push(Suite {
+        name: "release",
+        up_args: vec![],
+        setup: Some(release::setup),
+        after_boot: None,
+        parallel: vec![
+            ("release/status-version", release::status_version),
+            ("release/manifest-applied", release::manifest_applied),
+        ],
+        serial: vec![],
+    });
     // Boots three times (upgrade, refusal) and builds a second image.
     all.push(Suite {
         name: "lifecycle",
@@ -439,6 +452,17 @@ pub fn run_scenarios(args: &Args, image: &Path, hull: &Path) -> Result<Tally> {
     if want("boot/selftest") {
         let r = boot::selftest(args, image);
         report("boot/selftest", t0.elapsed(), r, None, &mut failed);
+    }
+    if want("release/tampered-refused") {
+        let t = Instant::now();
+        let r = release::tampered_refused(hull, image);
+        report(
+            "release/tampered-refused",
+            t.elapsed(),
+            r,
+            None,
+            &mut failed,
+        );
     }
     if want("verity/corrupt-block") {
         let t = Instant::now();

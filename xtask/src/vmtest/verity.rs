@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use hull_image::pack::{KERNEL, ROOT_RAW};
-use hull_qemu::machine::{RootVerity, IMAGE_JSON};
+use hull_qemu::machine::{RootVerity, BOOT_JSON, IMAGE_JSON};
 
 use super::boot;
 use super::vm::Vm;
@@ -62,7 +62,7 @@ pub fn corrupt_block(args: &Args, image: &Path) -> Result<()> {
 }
 
 fn corrupt_cases(args: &Args, image: &Path, dir: &Path) -> Result<()> {
-    for f in [KERNEL, ROOT_RAW, IMAGE_JSON] {
+    for f in [KERNEL, ROOT_RAW, IMAGE_JSON, BOOT_JSON] {
         fs::copy(image.join(f), dir.join(f)).with_context(|| format!("copying {f}"))?;
     }
     let verity = RootVerity::load(dir).map_err(anyhow::Error::msg)?;
