@@ -14,6 +14,9 @@ pub struct Mark {
     pub event: String,
     /// init's own CPU time so far (ms), to see which step costs what.
     pub cpu_ms: f64,
+    /// The part of `cpu_ms` spent in the kernel on init's behalf (mounts,
+    /// spawning, console writes), as opposed to init's own code.
+    pub sys_ms: f64,
 }
 
 impl Timeline {
@@ -22,10 +25,12 @@ impl Timeline {
         if self.events.len() >= 256 {
             self.events.remove(32);
         }
+        let (user, sys) = cpu_split();
         self.events.push(Mark {
             t: crate::log::uptime(),
             event: event.to_string(),
-            cpu_ms: cpu_ms(),
+            cpu_ms: user + sys,
+            sys_ms: sys,
         });
     }
 }
@@ -86,11 +91,6 @@ pub fn cpu_split() -> (f64, f64) {
     nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
         .map(|r| (ms(r.user_time()), ms(r.system_time())))
         .unwrap_or((0.0, 0.0))
-}
-
-pub fn cpu_ms() -> f64 {
-    let (u, s) = cpu_split();
-    u + s
 }
 
 pub fn self_usage() -> SelfUsage {

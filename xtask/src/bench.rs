@@ -320,6 +320,7 @@ fn vm_metrics(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
         None,
         "goal < 4096 KiB",
     ));
+    m.extend(phase_metrics(&st));
     if let Some(rss) = qemu_rss_kib(&vm) {
         m.push(metric(
             "idle VM memory (QEMU RSS on the host)",
@@ -329,10 +330,103 @@ fn vm_metrics(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
             "after boot, engine idle",
         ));
     }
+    m.extend(memory_metrics(&vm)?);
     m.extend(ping_metrics(&vm, args.pings)?);
     m.extend(throughput_metrics(&vm)?);
     m.extend(runtime_metrics(&vm, args.trace_runtime)?);
     Ok(m)
+}
+
+/// `hull up` -> engine ready in phases, as `hull status` shows them.
+fn phase_metrics(st: &serde_json::Value) -> Vec<Metric> {
+    st["boot_phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            metric(
+                &format!("boot phase: {}", p["phase"].as_str().unwrap_or("?")),
+                "s",
+                p["took_s"].as_f64().unwrap_or(f64::NAN),
+                None,
+                &format!(
+                    "at {:.2} s after QEMU started",
+                    p["at_s"].as_f64().unwrap_or(f64::NAN)
+                ),
+            )
+        })
+        .collect()
+}
+
+/// QEMU's RSS before, during and after a container that fills 1 GiB of
+/// tmpfs: with free page reporting the guest hands the freed memory back.
+fn memory_metrics(vm: &Vm) -> Result<Vec<Metric>> {
+    let work = vmtest::boot::tempdir()?;
+    vmtest::images::import_busybox(vm, &work)?;
+    let before = qemu_rss_kib(vm).context("no QEMU RSS")?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = 0f64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(qemu_rss_kib(vm).unwrap_or(0.0));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            peak
+        });
+        let r = vm.docker_timeout(
+            &[
+                "run",
+                "--rm",
+                "--tmpfs",
+                "/t:size=1100m",
+                "busybox",
+                "dd",
+                "if=/dev/zero",
+                "of=/t/fill",
+                "bs=1M",
+                "count=1024",
+            ],
+            Duration::from_secs(600),
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.join().unwrap_or(0.0);
+        r.and_then(|r| r.success().map(|_| ()))
+            .context("the 1 GiB workload")?;
+        anyhow::Ok(peak)
+    })?;
+    // Free page reporting runs a couple of seconds after pages are freed,
+    // a batch at a time: let it settle, then read the lowest figure.
+    let mut after = f64::MAX;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(1));
+        after = after.min(qemu_rss_kib(vm).unwrap_or(f64::MAX));
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let mib = |k: f64| k / 1024.0;
+    Ok(vec![
+        metric(
+            "VM memory before a 1 GiB workload (QEMU RSS)",
+            "MiB",
+            mib(before),
+            None,
+            "",
+        ),
+        metric(
+            "VM memory during a 1 GiB workload (QEMU RSS, peak)",
+            "MiB",
+            mib(peak),
+            None,
+            "docker run filling 1 GiB of tmpfs",
+        ),
+        metric(
+            "VM memory after a 1 GiB workload (QEMU RSS)",
+            "MiB",
+            mib(after),
+            None,
+            "lowest in the 30 s after it ended; goal <= 300 MiB",
+        ),
+    ])
 }
 
 fn qemu_rss_kib(vm: &Vm) -> Option<f64> {
