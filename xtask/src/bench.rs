@@ -62,6 +62,10 @@ pub struct Args {
     /// bench runs them too, in a boot of their own.
     #[arg(long, conflicts_with_all = ["no_vm", "kernel_options"])]
     pub shares_only: bool,
+    /// Skip the file-sharing figures (their own boot, the longest part of
+    /// the VM half); the report then says so under "skipped".
+    #[arg(long, conflicts_with = "shares_only")]
+    pub no_shares: bool,
     /// Files of the small-file load and of the stat storm.
     #[arg(long, default_value_t = 10_000)]
     pub share_files: usize,
@@ -146,9 +150,13 @@ pub fn run(args: &Args) -> Result<()> {
                 }
                 // Its own boot (the shares are settings of that boot) and
                 // its own verdict, so a failure here keeps the figures above.
-                match shares::run(&hull, &image, args.share_files, args.share_mib) {
-                    Ok(m) => metrics.extend(m),
-                    Err(e) => shares_failed = Some(format!("{e:#}")),
+                if args.no_shares {
+                    skipped.insert("vm/shares".into(), json!("--no-shares given"));
+                } else {
+                    match shares::run(&hull, &image, args.share_files, args.share_mib) {
+                        Ok(m) => metrics.extend(m),
+                        Err(e) => shares_failed = Some(format!("{e:#}")),
+                    }
                 }
             }
             Ok(())
