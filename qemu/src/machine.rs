@@ -127,6 +127,9 @@ pub const SETTINGS_FW_CFG: &str = "opt/dev.hull/settings";
 
 /// The image's description, beside vmlinuz and root.erofs.
 pub const IMAGE_JSON: &str = "image.json";
+/// MiB of TCG's translation cache (QEMU's default is 1 GiB).
+pub const TCG_TB_MIB: u32 = 256;
+
 /// The device-mapper name of the verified root (init checks it).
 pub const ROOT_DM_NAME: &str = "hull-root";
 
@@ -295,7 +298,14 @@ impl Machine {
             }
         };
         a.push("-accel".into());
-        a.push(self.accel.as_str().into());
+        a.push(match self.accel {
+            // TCG's translated-code cache defaults to 1 GiB and is never
+            // given back: after a workload it was ~600 of an idle VM's
+            // 960 MiB. At 256 MiB a boot to engine ready was no slower in
+            // one measurement (KVM has no such cache).
+            Accel::Tcg => format!("tcg,tb-size={TCG_TB_MIB}"),
+            Accel::Kvm => self.accel.as_str().into(),
+        });
         a.push("-cpu".into());
         a.push(match self.accel {
             Accel::Kvm => "host".into(),
@@ -471,7 +481,7 @@ mod tests {
         let j = a.join(" ");
         assert!(j.contains("tsc_early_khz=2400000"));
         assert!(j.contains("memory-backend-memfd,id=mem,size=2048M,share=on"));
-        assert!(j.contains("-accel tcg"));
+        assert!(j.contains("-accel tcg,tb-size=256"));
         assert!(j.contains("vhost-user-vsock-device,chardev=vsock0"));
         assert!(j.contains("virtio-balloon-device,free-page-reporting=on"));
         assert!(j.contains("name=opt/dev.hull/settings,file=/s.json"));
