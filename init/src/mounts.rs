@@ -142,14 +142,14 @@ pub fn is_read_only(path: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The filesystem type of the mount at exactly `target`, from /proc/self/mounts.
+/// The filesystem type of the mount at exactly `target` (the topmost one),
+/// from /proc/self/mountinfo.
 pub fn fstype_of(target: &str) -> Option<String> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().rev().find_map(|l| {
-        let mut f = l.split(' ');
-        let _src = f.next()?;
-        let t = f.next()?;
-        let ty = f.next()?;
-        (t == target).then(|| ty.to_string())
-    })
+    let mounts = procfs::process::Process::myself().ok()?.mountinfo().ok()?;
+    mounts
+        .0
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == std::path::Path::new(target))
+        .map(|m| m.fs_type)
 }

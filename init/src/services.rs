@@ -76,7 +76,12 @@ pub fn table() -> Vec<ServiceDef> {
                 crate::engine::DAEMON_JSON,
             ]),
             env: env.clone(),
-            depends: vec!["containerd", "hull-guard"],
+            // Not containerd: dockerd dials containerd's socket itself and
+            // waits for it (60 s), so the two start together. hull-guard is
+            // a real dependency (and ready in well under a second): dockerd
+            // restarts containers at start, which the runtime refuses
+            // without the guard.
+            depends: vec!["hull-guard"],
             ready: Ready::Ping(crate::engine::DOCKER_SOCK.into()),
             restart: Restart::Always,
             stop_timeout: Duration::from_secs(6),
@@ -196,6 +201,9 @@ mod tests {
         let order = start_order(&table()).unwrap();
         let pos = |n| order.iter().position(|x| *x == n).unwrap();
         assert!(pos("containerd") < pos("dockerd"));
+        // containerd and dockerd start together: only the guard is waited for.
+        let dockerd = table().into_iter().find(|d| d.name == "dockerd").unwrap();
+        assert_eq!(dockerd.depends, ["hull-guard"]);
         assert!(pos("hull-guard") < pos("dockerd"));
         assert!(pos("dockerd") < pos("hull-gate"));
     }

@@ -14,6 +14,9 @@ pub struct Mark {
     pub event: String,
     /// init's own CPU time so far (ms), to see which step costs what.
     pub cpu_ms: f64,
+    /// The part of `cpu_ms` spent in the kernel on init's behalf (mounts,
+    /// spawning, console writes), as opposed to init's own code.
+    pub sys_ms: f64,
 }
 
 impl Timeline {
@@ -22,10 +25,12 @@ impl Timeline {
         if self.events.len() >= 256 {
             self.events.remove(32);
         }
+        let (user, sys) = cpu_split();
         self.events.push(Mark {
             t: crate::log::uptime(),
             event: event.to_string(),
-            cpu_ms: cpu_ms(),
+            cpu_ms: user + sys,
+            sys_ms: sys,
         });
     }
 }
@@ -50,30 +55,15 @@ pub struct SelfUsage {
 
 /// utime + stime of each of init's threads, from /proc/self/task.
 fn thread_cpu() -> Vec<(String, f64)> {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return out;
+    let hz = procfs::ticks_per_second().max(1) as f64;
+    let Ok(tasks) = procfs::process::Process::myself().and_then(|p| p.tasks()) else {
+        return Vec::new();
     };
-    for e in dir.flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // comm is in parentheses and may contain spaces: split after the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_string();
-        let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // Fields 14 and 15 of stat are the 12th and 13th after the comm.
-        let ticks: f64 = [11, 12]
-            .iter()
-            .filter_map(|i| rest.get(*i).and_then(|v| v.parse::<f64>().ok()))
-            .sum();
-        out.push((name, ticks * 1000.0 / hz));
-    }
-    out
+    tasks
+        .flatten()
+        .filter_map(|t| t.stat().ok())
+        .map(|s| (s.comm, (s.utime + s.stime) as f64 * 1000.0 / hz))
+        .collect()
 }
 
 /// User and system CPU time PID 1 had used when init's main() began (the
@@ -88,25 +78,16 @@ pub fn cpu_split() -> (f64, f64) {
         .unwrap_or((0.0, 0.0))
 }
 
-pub fn cpu_ms() -> f64 {
-    let (u, s) = cpu_split();
-    u + s
-}
-
 pub fn self_usage() -> SelfUsage {
     let ru = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok();
     let (user, sys) = cpu_split();
     let cpu_ms = user + sys;
     let (user0, sys0) = CPU_AT_START.get().copied().unwrap_or((0.0, 0.0));
     let max_rss_kib = ru.map(|r| r.max_rss() as u64).unwrap_or(0);
-    let rss_kib = std::fs::read_to_string("/proc/self/status")
+    let rss_kib = procfs::process::Process::myself()
+        .and_then(|p| p.status())
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
+        .and_then(|s| s.vmrss)
         .unwrap_or(0);
     SelfUsage {
         cpu_ms,
@@ -167,13 +148,13 @@ pub fn verity_root_hash(cmdline: &str) -> Option<String> {
         .then(|| digest.to_string())
 }
 
-/// The major:minor of the mount at `/` in a mountinfo text (the first one:
-/// the root the kernel mounted).
-pub fn root_dev(mountinfo: &str) -> Option<String> {
-    mountinfo.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        (f.get(4) == Some(&"/")).then(|| f.get(2).map(|d| d.to_string()))?
-    })
+/// The major:minor of the mount at `/` (the first one: the root the
+/// kernel mounted).
+pub fn root_dev(mounts: &[procfs::process::MountInfo]) -> Option<String> {
+    mounts
+        .iter()
+        .find(|m| m.mount_point == std::path::Path::new("/"))
+        .map(|m| m.majmin.clone())
 }
 
 pub fn root_verity() -> RootVerity {
@@ -187,7 +168,10 @@ pub fn root_verity() -> RootVerity {
         .and_then(|b| verity_root_hash(&String::from_utf8_lossy(&b)));
     let dm_name = read("/sys/block/dm-0/dm/name");
     let dm0_dev = read("/sys/block/dm-0/dev");
-    let root_dev = read("/proc/self/mountinfo").and_then(|m| root_dev(&m));
+    let root_dev = procfs::process::Process::myself()
+        .and_then(|p| p.mountinfo())
+        .ok()
+        .and_then(|m| root_dev(&m.0));
     let verified = root_hash.is_some()
         && dm_name.as_deref() == Some(ROOT_DM_NAME)
         && dm0_dev.is_some()
@@ -227,8 +211,17 @@ mod tests {
 
     #[test]
     fn root_device_from_mountinfo() {
+        use procfs::FromBufRead;
+        let parse = |t: &str| {
+            procfs::process::MountInfos::from_buf_read(t.as_bytes())
+                .unwrap()
+                .0
+        };
         let m = "21 1 254:0 / / ro,relatime - erofs /dev/root ro\n22 21 0:5 / /dev rw - devtmpfs devtmpfs rw\n";
-        assert_eq!(root_dev(m).as_deref(), Some("254:0"));
-        assert_eq!(root_dev("22 21 0:5 / /dev rw - devtmpfs x rw\n"), None);
+        assert_eq!(root_dev(&parse(m)).as_deref(), Some("254:0"));
+        assert_eq!(
+            root_dev(&parse("22 21 0:5 / /dev rw - devtmpfs x rw\n")),
+            None
+        );
     }
 }

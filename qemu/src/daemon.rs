@@ -145,6 +145,7 @@ pub fn run(home: &Home, cfg: Config) -> Result<()> {
         .stdout(log.try_clone()?)
         .stderr(log.try_clone()?);
     die_with_parent(&mut qemu_cmd);
+    let qemu_started_ms = crate::phases::now_ms();
     let mut qemu = qemu_cmd
         .spawn()
         .with_context(|| format!("starting {qemu_bin}"))?;
@@ -162,6 +163,7 @@ pub fn run(home: &Home, cfg: Config) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        qemu_started_ms: Some(qemu_started_ms),
     };
     st.save(home)?;
     tracing::info!(qemu = qemu.id(), "VM started");

@@ -9,6 +9,7 @@ pub mod home;
 pub mod hvsock;
 pub mod lifecycle;
 pub mod machine;
+pub mod phases;
 pub mod ports;
 pub mod settings;
 pub mod shares;

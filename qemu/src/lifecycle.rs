@@ -513,6 +513,7 @@ mod tests {
             memory_mib: 2048,
             image: PathBuf::from("/img"),
             started_unix: 0,
+            qemu_started_ms: None,
             shares: vec![],
         };
         let same = Requested {

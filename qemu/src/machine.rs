@@ -203,6 +203,9 @@ impl BootConfig {
     }
 }
 
+/// MiB of TCG's translation cache (QEMU's default is 1 GiB).
+pub const TCG_TB_MIB: u32 = 256;
+
 /// The device-mapper name of the verified root (init checks it).
 pub const ROOT_DM_NAME: &str = "hull-root";
 
@@ -386,7 +389,14 @@ impl Machine {
             }
         };
         a.push("-accel".into());
-        a.push(self.accel.as_str().into());
+        a.push(match self.accel {
+            // TCG's translated-code cache defaults to 1 GiB and is never
+            // given back: after a workload it was ~600 of an idle VM's
+            // 960 MiB. At 256 MiB a boot to engine ready was no slower in
+            // one measurement (KVM has no such cache).
+            Accel::Tcg => format!("tcg,tb-size={TCG_TB_MIB}"),
+            Accel::Kvm => self.accel.as_str().into(),
+        });
         a.push("-cpu".into());
         a.push(match (self.accel, self.arch) {
             (Accel::Kvm, _) => "host".into(),
@@ -431,6 +441,18 @@ impl Machine {
         a.push(format!("{net},netdev=net0"));
         a.push("-device".into());
         a.push(rng.into());
+        // Free page reporting: the guest tells QEMU which 2 MiB blocks it
+        // has freed and QEMU punches them out of the memfd, so the host gets
+        // back what a finished workload used (an idle VM otherwise keeps
+        // every page it ever touched). No inflation: nothing asks for memory.
+        a.push("-device".into());
+        a.push(
+            match self.kind {
+                MachineKind::Microvm => "virtio-balloon-device,free-page-reporting=on",
+                MachineKind::Pc => "virtio-balloon-pci,free-page-reporting=on",
+            }
+            .into(),
+        );
         if let Some(v) = &self.vsock {
             a.push("-chardev".into());
             a.push(format!("socket,id=vsock0,path={}", v.display()));
@@ -557,8 +579,9 @@ mod tests {
         let j = a.join(" ");
         assert!(j.contains("tsc_early_khz=2400000"));
         assert!(j.contains("memory-backend-memfd,id=mem,size=2048M,share=on"));
-        assert!(j.contains("-accel tcg"));
+        assert!(j.contains("-accel tcg,tb-size=256"));
         assert!(j.contains("vhost-user-vsock-device,chardev=vsock0"));
+        assert!(j.contains("virtio-balloon-device,free-page-reporting=on"));
         assert!(j.contains("name=opt/dev.hull/settings,file=/s.json"));
         assert!(j.ends_with("append=on -serial chardev:con0"));
         assert!(j.contains("hull.selftest=1"));

@@ -893,6 +893,10 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
     } else {
         None
     };
+    let boot_phases = guest.as_ref().map(|g| {
+        let answered = hull_qemu::phases::now_ms();
+        hull_qemu::phases::phases(st.as_ref().and_then(|s| s.qemu_started_ms), answered, g)
+    });
     let settings = settings::show(home, mode).ok();
     let unprotected: Option<Vec<serde_json::Value>> = if running {
         engine_get(home, "/hull/v1/unprotected").and_then(|b| serde_json::from_slice(&b).ok())
@@ -926,6 +930,7 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
             "vm": st,
             "bundle": booted_bundle,
             "guest": guest,
+            "boot_phases": boot_phases,
             "unprotected_containers": unprotected,
             "settings": settings,
         });
@@ -988,6 +993,12 @@ fn status(home: &Home, mode: &Mode, json: bool) -> Result<()> {
                     s["restarts"].as_u64().unwrap_or(0),
                     s["error"].as_str().unwrap_or("")
                 );
+            }
+            if let Some(p) = boot_phases.as_ref().filter(|p| !p.is_empty()) {
+                println!("boot");
+                for p in p {
+                    println!("  {:<40} {:>6.2}s  (+{:.2}s)", p.phase, p.at_s, p.took_s);
+                }
             }
             let root = &g["root"];
             match root["root_hash"]

@@ -20,6 +20,10 @@ pub struct VmState {
     pub memory_mib: u32,
     pub image: PathBuf,
     pub started_unix: u64,
+    /// When QEMU was started, ms since the epoch: the first boot phase of
+    /// `hull status` is counted from it (absent in an older daemon's state).
+    #[serde(default)]
+    pub qemu_started_ms: Option<u64>,
     /// The shared directories and what serves them.
     #[serde(default)]
     pub shares: Vec<ShareState>,

@@ -70,6 +70,10 @@ pub struct Args {
     /// `docker run --rm busybox true` per runtime in the end-to-end figure.
     #[arg(long, default_value_t = 10)]
     pub docker_run_rounds: usize,
+    /// Skip the file-sharing figures (their own boot, the longest part of
+    /// the VM half); the report then says so under "skipped".
+    #[arg(long, conflicts_with = "shares_only")]
+    pub no_shares: bool,
     /// Files of the small-file load and of the stat storm.
     #[arg(long, default_value_t = 10_000)]
     pub share_files: usize,
@@ -216,9 +220,13 @@ pub fn run(args: &Args) -> Result<()> {
                 }
                 // Its own boot (the shares are settings of that boot) and
                 // its own verdict, so a failure here keeps the figures above.
-                match shares::run(&hull, &image, args.share_files, args.share_mib) {
-                    Ok(m) => metrics.extend(m),
-                    Err(e) => shares_failed = Some(format!("{e:#}")),
+                if args.no_shares {
+                    skipped.insert("vm/shares".into(), json!("--no-shares given"));
+                } else {
+                    match shares::run(&hull, &image, args.share_files, args.share_mib) {
+                        Ok(m) => metrics.extend(m),
+                        Err(e) => shares_failed = Some(format!("{e:#}")),
+                    }
                 }
             }
             Ok(())
@@ -405,6 +413,7 @@ fn vm_metrics(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
         None,
         "goal < 4096 KiB",
     ));
+    m.extend(phase_metrics(&st));
     if let Some(rss) = qemu_rss_kib(&vm) {
         m.push(metric(
             "idle VM memory (QEMU RSS on the host)",
@@ -414,6 +423,7 @@ fn vm_metrics(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
             "after boot, engine idle",
         ));
     }
+    m.extend(memory_metrics(&vm)?);
     m.extend(ping_metrics(&vm, args.pings)?);
     m.extend(throughput_metrics(&vm)?);
     m.extend(runtime_metrics(&vm, args.trace_runtime)?);
@@ -505,14 +515,121 @@ fn docker_run_metrics(vm: &Vm, rounds: usize) -> Result<Vec<Metric>> {
     ])
 }
 
+/// `hull up` -> engine ready in phases, as `hull status` shows them.
+fn phase_metrics(st: &serde_json::Value) -> Vec<Metric> {
+    st["boot_phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            metric(
+                &format!("boot phase: {}", p["phase"].as_str().unwrap_or("?")),
+                "s",
+                p["took_s"].as_f64().unwrap_or(f64::NAN),
+                None,
+                &format!(
+                    "at {:.2} s after QEMU started",
+                    p["at_s"].as_f64().unwrap_or(f64::NAN)
+                ),
+            )
+        })
+        .collect()
+}
+
+/// QEMU's RSS before, during and after a container that fills 1 GiB of
+/// tmpfs: with free page reporting the guest hands the freed memory back.
+fn memory_metrics(vm: &Vm) -> Result<Vec<Metric>> {
+    let work = vmtest::boot::tempdir()?;
+    vmtest::images::import_busybox(vm, &work)?;
+    let before = qemu_rss_kib(vm).context("no QEMU RSS")?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = 0f64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(qemu_rss_kib(vm).unwrap_or(0.0));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            peak
+        });
+        let r = vm.docker_timeout(
+            &[
+                "run",
+                "--rm",
+                "--tmpfs",
+                "/t:size=1100m",
+                "busybox",
+                "dd",
+                "if=/dev/zero",
+                "of=/t/fill",
+                "bs=1M",
+                "count=1024",
+            ],
+            Duration::from_secs(600),
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.join().unwrap_or(0.0);
+        r.and_then(|r| r.success().map(|_| ()))
+            .context("the 1 GiB workload")?;
+        anyhow::Ok(peak)
+    })?;
+    // Free page reporting runs a couple of seconds after pages are freed,
+    // a batch at a time: let it settle, then read the lowest figure.
+    let mut after = f64::MAX;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(1));
+        after = after.min(qemu_rss_kib(vm).unwrap_or(f64::MAX));
+    }
+    // The guest's RAM is QEMU's shared memfd; the rest of its RSS is QEMU's
+    // own (under TCG mostly the translated-code cache, which KVM has not).
+    let guest_ram = qemu_status_kib(vm, "RssShmem:").unwrap_or(f64::NAN);
+    let _ = std::fs::remove_dir_all(&work);
+    let mib = |k: f64| k / 1024.0;
+    Ok(vec![
+        metric(
+            "VM memory before a 1 GiB workload (QEMU RSS)",
+            "MiB",
+            mib(before),
+            None,
+            "",
+        ),
+        metric(
+            "VM memory during a 1 GiB workload (QEMU RSS, peak)",
+            "MiB",
+            mib(peak),
+            None,
+            "docker run filling 1 GiB of tmpfs",
+        ),
+        metric(
+            "VM memory after a 1 GiB workload (QEMU RSS)",
+            "MiB",
+            mib(after),
+            None,
+            "lowest in the 30 s after it ended; goal <= 300 MiB",
+        ),
+        metric(
+            "VM memory after a 1 GiB workload: guest RAM part (QEMU RssShmem)",
+            "MiB",
+            mib(guest_ram),
+            None,
+            "the rest is QEMU's own memory (TCG's code cache under TCG)",
+        ),
+    ])
+}
+
 fn qemu_rss_kib(vm: &Vm) -> Option<f64> {
+    qemu_status_kib(vm, "VmRSS:")
+}
+
+/// A KiB figure (`VmRSS:`, `RssShmem:`) of QEMU's /proc/<pid>/status.
+fn qemu_status_kib(vm: &Vm, field: &str) -> Option<f64> {
     let st: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(vm.home.join("state.json")).ok()?).ok()?;
     let pid = st["qemu_pid"].as_u64()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
