@@ -86,7 +86,7 @@ mod tests {
             .map(|w| w.as_str().unwrap())
             .collect();
         assert_eq!(words, m.boot.cmdline);
-        assert_eq!(words[0], "console=ttyS0");
+        assert_eq!(words[0], "dm-mod.waitfor=/dev/vda");
     }
 
     #[test]

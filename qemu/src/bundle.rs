@@ -344,7 +344,7 @@ mod tests {
         let b = verify(d.path()).unwrap();
         assert_eq!(b.version, "0.1.0");
         assert_eq!(b.commit, "abc123");
-        assert_eq!(b.files.len(), REQUIRED.len() + 1);
+        assert_eq!(b.files.len(), REQUIRED.len());
         assert!(b.files.contains_key(SBOM));
     }
 

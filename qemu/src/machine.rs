@@ -607,7 +607,7 @@ mod tests {
         "salt": "86f7802f387411451c4225381d9ec20aa3fecddc77d70bccee69fac6671af13e",
         "root_hash": "caeaeccfaa31cedcbfcb63ef3c8b87c24d9ff593a3a50f1bd5ea414c5b7565aa"}}"#;
 
-    const BOOT_JSON_EXAMPLE: &str = r#"{"format": 1, "cmdline": ["console=ttyS0",
+    const BOOT_JSON_EXAMPLE: &str = r#"{"format": 1, "cmdline": [
         "dm-mod.waitfor=/dev/vda", "root=/dev/dm-0", "rootfstype=erofs", "ro",
         "init=/sbin/hull-init", "panic=-1"]}"#;
 
@@ -615,7 +615,7 @@ mod tests {
     fn cmdline_is_the_image_words_then_the_computed_ones() {
         let c = m().kernel_cmdline();
         assert!(
-            c.starts_with("console=ttyS0 dm-mod.waitfor=/dev/vda root=/dev/dm-0 rootfstype=erofs ro init=/sbin/hull-init panic=-1 dm-mod.create="),
+            c.starts_with("console=ttyS0 8250.nr_uarts=1 dm-mod.waitfor=/dev/vda root=/dev/dm-0 rootfstype=erofs ro init=/sbin/hull-init panic=-1 dm-mod.create="),
             "{c}"
         );
         assert!(c.ends_with(" tsc_early_khz=2400000 hull.selftest=1"), "{c}");
@@ -644,6 +644,10 @@ mod tests {
             ),
             (
                 BOOT_JSON_EXAMPLE.replace("\"ro\"", "\"tsc_early_khz=1\""),
+                "computed by hull",
+            ),
+            (
+                BOOT_JSON_EXAMPLE.replace("\"ro\"", "\"console=hvc0\""),
                 "computed by hull",
             ),
             (
