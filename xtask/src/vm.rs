@@ -366,6 +366,12 @@ pub fn build_vm_binaries_for(
     } else {
         target.join("release")
     };
+    // Emptied first: a binary an older manifest named (e.g. the bench
+    // binary before it became the bench variant's) must not linger beside
+    // this build's set, where the reproducibility check compares folders.
+    if out.exists() {
+        fs::remove_dir_all(&out).with_context(|| format!("emptying {}", out.display()))?;
+    }
     fs::create_dir_all(&out)?;
     let vm_features = weaken.map(Wall::vm_features).unwrap_or_default();
     let _dir = sh.push_dir(ws);
