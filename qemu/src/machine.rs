@@ -155,19 +155,36 @@ struct BootJson {
     cmdline: Vec<String>,
 }
 
+/// Reads and parses the file `name` of the image folder `image`, failing
+/// closed with an error that names the file; `must` says what the image
+/// needs it for.
+fn load_image_file<T>(
+    image: &Path,
+    name: &str,
+    must: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, String> {
+    let path = image.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e}: the image must {must} (rebuild it with `cargo xtask image`)",
+            path.display()
+        )
+    })?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 impl BootConfig {
     /// Reads boot.json of the image folder `image`. Fails closed like
     /// [`RootVerity::load`]: a missing or malformed file is refused, naming
     /// it; the kernel never boots with a command line made up here.
     pub fn load(image: &Path) -> Result<BootConfig, String> {
-        let path = image.join(BOOT_JSON);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{}: {e}: the image must carry its kernel command line (rebuild it with `cargo xtask image`)",
-                path.display()
-            )
-        })?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        load_image_file(
+            image,
+            BOOT_JSON,
+            "carry its kernel command line",
+            Self::parse,
+        )
     }
 
     pub fn parse(text: &str) -> Result<BootConfig, String> {
@@ -229,14 +246,7 @@ impl RootVerity {
     /// `verity` object is refused, naming the file; the root is never
     /// attached unverified.
     pub fn load(image: &Path) -> Result<RootVerity, String> {
-        let path = image.join(IMAGE_JSON);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{}: {e}: the image must say how to verify its root (rebuild it with `cargo xtask image`)",
-                path.display()
-            )
-        })?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        load_image_file(image, IMAGE_JSON, "say how to verify its root", Self::parse)
     }
 
     pub fn parse(image_json: &str) -> Result<RootVerity, String> {

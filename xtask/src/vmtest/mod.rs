@@ -76,6 +76,26 @@ pub struct Tally {
     pub failed: Vec<(String, String)>,
 }
 
+impl Tally {
+    /// An error naming every failed scenario (`kind` prefixes "VM
+    /// scenario(s)", e.g. "arm64 "), or Ok when none failed.
+    fn result(&self, kind: &str) -> Result<()> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        let failed: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(n, why)| format!("{n} ({why})"))
+            .collect();
+        bail!(
+            "{} {kind}VM scenario(s) failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
+    }
+}
+
 type Par = fn(&Vm) -> Result<()>;
 type Ser = fn(&mut Vm) -> Result<()>;
 /// Prepares a suite's home before `hull up` (settings files, environment,
@@ -374,19 +394,7 @@ pub fn run(args: &Args) -> Result<()> {
     let sh = Shell::new()?;
     let hull = build::hull_bin(&sh)?;
     let tally = run_scenarios(args, &image, &hull)?;
-    if !tally.failed.is_empty() {
-        let failed: Vec<String> = tally
-            .failed
-            .iter()
-            .map(|(n, why)| format!("{n} ({why})"))
-            .collect();
-        bail!(
-            "{} VM scenario(s) failed:\n  {}",
-            failed.len(),
-            failed.join("\n  ")
-        );
-    }
-    Ok(())
+    tally.result("")
 }
 
 /// `--arch arm64`: the other architecture's smoke suite on its image.
@@ -412,19 +420,7 @@ pub fn run_arch(args: &Args, arch: hull_qemu::arch::Arch) -> Result<()> {
             arm64::SCENARIOS.join(", ")
         );
     }
-    if !tally.failed.is_empty() {
-        let failed: Vec<String> = tally
-            .failed
-            .iter()
-            .map(|(n, why)| format!("{n} ({why})"))
-            .collect();
-        bail!(
-            "{} arm64 VM scenario(s) failed:\n  {}",
-            failed.len(),
-            failed.join("\n  ")
-        );
-    }
-    Ok(())
+    tally.result("arm64 ")
 }
 
 /// Whether `--filter` selects this scenario.
