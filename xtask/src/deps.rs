@@ -191,8 +191,9 @@ fn installed(sh: &Shell, pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn missing(sh: &Shell) -> Vec<&'static str> {
-    APT_PACKAGES
+/// The names of `packages` that are not installed for their architecture.
+fn missing<'a>(sh: &Shell, packages: &[&'a str]) -> Vec<&'a str> {
+    packages
         .iter()
         .copied()
         .filter(|p| !installed(sh, p))
@@ -200,13 +201,19 @@ fn missing(sh: &Shell) -> Vec<&'static str> {
 }
 
 fn apt(sh: &Shell) -> Result<()> {
+    apt_install(sh, APT_PACKAGES, "the build machine's packages")
+}
+
+/// Installs whichever of `packages` are missing; `what` names them in an
+/// error. A second pass, because one install can remove a package another
+/// needs: a machine with a backported qemu-utils (10.x) loses it when
+/// bookworm's qemu-system-x86 (7.2) comes in, and then needs bookworm's
+/// qemu-utils.
+fn apt_install(sh: &Shell, packages: &[&str], what: &str) -> Result<()> {
     let apt = if is_root() { "apt-get" } else { "sudo" };
     let pre: &[&str] = if is_root() { &[] } else { &["apt-get"] };
-    // A second pass, because one install can remove a package another needs:
-    // a machine with a backported qemu-utils (10.x) loses it when bookworm's
-    // qemu-system-x86 (7.2) comes in, and then needs bookworm's qemu-utils.
     for pass in 1..=2 {
-        let missing = missing(sh);
+        let missing = missing(sh, packages);
         if missing.is_empty() {
             return Ok(());
         }
@@ -220,12 +227,12 @@ fn apt(sh: &Shell) -> Result<()> {
         )
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()
-        .context("apt-get install failed")?;
+        .with_context(|| format!("apt-get install of {what} failed"))?;
     }
-    let still = missing(sh);
+    let still = missing(sh, packages);
     if !still.is_empty() {
         bail!(
-            "apt-get left these packages uninstalled: {} (does another installed package conflict with them?)",
+            "apt-get left these packages ({what}) uninstalled: {} (does another installed package conflict with them?)",
             still.join(" ")
         );
     }
@@ -318,39 +325,18 @@ fn arm64(sh: &Shell) -> Result<()> {
         // Native: the host's packages are arm64's already.
         return Ok(());
     }
-    let apt = if is_root() { "apt-get" } else { "sudo" };
-    let pre: &[&str] = if is_root() { &[] } else { &["apt-get"] };
     let dpkg_pre: &[&str] = if is_root() { &[] } else { &["dpkg"] };
     let dpkg = if is_root() { "dpkg" } else { "sudo" };
     let foreign = cmd!(sh, "dpkg --print-foreign-architectures")
         .quiet()
         .read()
         .unwrap_or_default();
-    let mut updated = false;
     if !foreign.lines().any(|l| l.trim() == "arm64") {
+        // apt_install's update (below) then reads arm64's indexes too.
         eprintln!("[deps] dpkg --add-architecture arm64 (for libseccomp-dev:arm64)");
         cmd!(sh, "{dpkg} {dpkg_pre...} --add-architecture arm64").run()?;
-        cmd!(sh, "{apt} {pre...} update -q").run()?;
-        updated = true;
     }
-    let missing: Vec<&str> = ARM64_APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !installed(sh, p))
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("[deps] installing {}", missing.join(" "));
-        if !updated {
-            cmd!(sh, "{apt} {pre...} update -q").run()?;
-        }
-        cmd!(
-            sh,
-            "{apt} {pre...} install -y -q --no-install-recommends {missing...}"
-        )
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()
-        .context("apt-get install of the arm64 build packages failed")?;
-    }
+    apt_install(sh, ARM64_APT_PACKAGES, "the arm64 build packages")?;
     let targets = cmd!(sh, "rustup target list --installed")
         .quiet()
         .read()
