@@ -360,10 +360,12 @@ pub fn set_fair_slice(slice_ns: u64) -> io::Result<()> {
         }
         n
     };
+    // Keep whatever fair policy we were started with (normal or batch).
+    const SCHED_FLAG_KEEP_POLICY: u64 = 0x08;
     let attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
-        policy: libc::SCHED_OTHER as u32,
-        flags: 0,
+        policy: 0,
+        flags: SCHED_FLAG_KEEP_POLICY,
         nice,
         priority: 0,
         runtime: slice_ns,
@@ -373,7 +375,7 @@ pub fn set_fair_slice(slice_ns: u64) -> io::Result<()> {
         util_max: 0,
     };
     // SAFETY: sched_setattr(0 = this thread, a live sched_attr whose size
-    // field states its length, flags 0).
+    // field states its length, no syscall flags).
     let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
     unit_result(r)
 }
