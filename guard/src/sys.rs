@@ -392,3 +392,44 @@ pub fn pid_start_time(pid: i32) -> Option<u64> {
     }
     fields.get(19)?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    /// The worker's short slice really reaches the scheduler, and leaves
+    /// the nice value and policy as they were. Needs Linux 6.12+ (custom
+    /// fair slices); an older kernel fails here rather than pass unchecked.
+    #[test]
+    fn fair_slice_is_set_and_nice_kept() {
+        let field = |sched: &str, key: &str| -> Option<String> {
+            sched
+                .lines()
+                .find(|l| l.split(':').next().map(str::trim) == Some(key))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        };
+        // A thread of its own, so the test process keeps its slice.
+        let (before, after) = std::thread::spawn(move || {
+            let read = || std::fs::read_to_string("/proc/thread-self/sched").expect("read sched");
+            let before = read();
+            super::set_fair_slice(100_000).expect("sched_setattr");
+            (before, read())
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(
+            field(&after, "se.slice").as_deref(),
+            Some("100000"),
+            "se.slice after set_fair_slice (kernel without custom fair slices?):\n{after}"
+        );
+        assert_eq!(
+            field(&after, "prio"),
+            field(&before, "prio"),
+            "nice changed"
+        );
+        assert_eq!(
+            field(&after, "policy"),
+            field(&before, "policy"),
+            "policy changed"
+        );
+    }
+}
