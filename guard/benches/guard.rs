@@ -89,6 +89,12 @@ fn main() {
     let opens = var("HULL_BENCH_OPENS", 500_000);
     let rounds = var("HULL_BENCH_ROUNDS", 5).max(1);
     let only = std::env::var("HULL_BENCH_ONLY").ok();
+    if let Some(o) = only
+        .as_deref()
+        .filter(|o| !matches!(*o, "required" | "none"))
+    {
+        panic!("HULL_BENCH_ONLY={o:?}: expected `required` or `none` (the side to run)");
+    }
     let mut env = common::Env::new();
     let helper = common::c_helper("loop", env.dir.path());
     std::fs::copy(&helper, env.rootfs().join("bin/loop")).unwrap();
