@@ -12,6 +12,8 @@ impl Worker {
         // call can later name the mount as "<parent fd>/<name>" without
         // holding an fd on it (which would make it busy).
         let mut named: Option<(OwnedFd, Vec<u8>)> = None;
+        // The statx of the fd that becomes `tfd`, when already taken.
+        let mut known_st: Option<Stat> = None;
         let tfd = match split_last(target) {
             Some((dir, last)) => {
                 let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
@@ -27,9 +29,10 @@ impl Worker {
                         return Outcome::Done(Err(errno_of(&e)), "target does not resolve".into())
                     }
                 };
-                let link = sysx::statx_fd(t.as_fd())
-                    .map(|s| s.mode & libc::S_IFMT == libc::S_IFLNK)
-                    .unwrap_or(false);
+                let t_st = sysx::statx_fd(t.as_fd()).ok();
+                let link = t_st
+                    .as_ref()
+                    .is_some_and(|s| s.mode & libc::S_IFMT == libc::S_IFLNK);
                 if follow && link {
                     // A followed symlink puts the mount elsewhere: name it as below.
                     match sysx::open_path(parent.as_raw_fd(), last, true) {
@@ -43,6 +46,7 @@ impl Worker {
                     }
                 } else {
                     named = Some((parent, last.to_vec()));
+                    known_st = t_st;
                     t
                 }
             }
@@ -53,7 +57,7 @@ impl Worker {
                 }
             },
         };
-        let st = match sysx::statx_fd(tfd.as_fd()) {
+        let st = match known_st.map_or_else(|| sysx::statx_fd(tfd.as_fd()), Ok) {
             Ok(s) => s,
             Err(e) => return Outcome::Error(errno_of(&e), format!("statx: {e}")),
         };
