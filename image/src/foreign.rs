@@ -6,8 +6,9 @@
 //! scripts inside the new root, which for a foreign architecture needs
 //! qemu-user registered with binfmt_misc. Build machines (containers, CI)
 //! often cannot register it, so hull does not depend on it: mmdebstrap's
-//! `extract` variant only downloads the package set (the same one `minbase`
-//! plus the manifest's packages resolves to) and unpacks it, and
+//! `extract` variant only downloads the package set (the arch's locked set
+//! in `image/packages.lock`, [`resolve`]d as what `minbase` plus the
+//! manifest's packages comes to) and unpacks it, and
 //! [`configure`] then does, on the host, what the scripts that matter would
 //! have done. Those scripts, and what stands in for each:
 //!
