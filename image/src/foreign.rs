@@ -6,8 +6,9 @@
 //! scripts inside the new root, which for a foreign architecture needs
 //! qemu-user registered with binfmt_misc. Build machines (containers, CI)
 //! often cannot register it, so hull does not depend on it: mmdebstrap's
-//! `extract` variant only downloads the package set (the same one `minbase`
-//! plus the manifest's packages resolves to) and unpacks it, and
+//! `extract` variant only downloads the package set (the arch's locked set
+//! in `image/packages.lock`, [`resolve`]d as what `minbase` plus the
+//! manifest's packages comes to) and unpacks it, and
 //! [`configure`] then does, on the host, what the scripts that matter would
 //! have done. Those scripts, and what stands in for each:
 //!
@@ -38,6 +39,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::lock::{Apt, LockSet, Request};
 use crate::manifest::Manifest;
 use crate::{io_err, run, Error, Result};
 
@@ -48,43 +50,128 @@ pub fn native_arch() -> Result<String> {
         .to_string())
 }
 
-/// Builds the root of `arch` into the tarball `out`.
-pub fn build(m: &Manifest, arch: &str, out: &Path) -> Result<()> {
+/// Builds the root of the locked `set` for `arch` into the tarball `out`:
+/// mmdebstrap unpacks exactly the set's `.deb`s (already fetched and
+/// checked into `archives`), a hook records each unpacked `.deb`'s fields
+/// and sha256 into `work`, and the build fails unless those are exactly the
+/// lock's entries; then [`configure`] and the tarball.
+pub fn build(
+    m: &Manifest,
+    set: &LockSet,
+    arch: &str,
+    archives: &Path,
+    work: &Path,
+    out: &Path,
+) -> Result<()> {
     let dir = out.with_extension("dir");
     let _ = fs::remove_dir_all(&dir);
-    let res = mmdebstrap(m, arch, &dir)
+    fs::create_dir_all(work).map_err(io_err(work))?;
+    let pins: Vec<String> = set.packages.iter().map(crate::lock::Entry::pin).collect();
+    let preload = format!(
+        "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives && cp -l {}/*.deb \"$1\"/var/cache/apt/archives/",
+        archives.display()
+    );
+    let res = mmdebstrap(m, arch, &[pins.join(",")], &[preload], work, &dir)
+        .and_then(|unpacked| {
+            crate::lock::check_installed(set, &unpacked)?;
+            let sums: String = crate::lock::installed_sha256(&unpacked)
+                .iter()
+                .map(|(sum, file)| format!("{sum}  {file}\n"))
+                .collect();
+            crate::rootfs::check_used(set, &sums)
+        })
         .and_then(|()| configure(m, &dir))
         .and_then(|()| tar(m, &dir, out));
     let _ = fs::remove_dir_all(&dir);
     res
 }
 
-fn mmdebstrap(m: &Manifest, arch: &str, dir: &Path) -> Result<()> {
+/// `cargo xtask image --update-lock` for a foreign arch: what `extract`
+/// unpacks for `minbase` plus the requested packages, from the suite and
+/// its security suite (apt takes the highest version of each, so the
+/// security fixes are in), with each `.deb`'s sha256 from the signed
+/// indexes.
+pub fn resolve(m: &Manifest, req: &Request, arch: &str, work: &Path) -> Result<LockSet> {
+    let _ = fs::remove_dir_all(work);
+    fs::create_dir_all(work).map_err(io_err(work))?;
+    let apt = Apt::update(&m.debian, arch, &work.join("apt"))?;
+    // `extract` installs no base set of its own: ask for what `minbase` is
+    // (Essential:yes, Priority:required, apt), as apt patterns, each its
+    // own --include (mmdebstrap does not split a pattern at commas).
+    if m.debian.variant != "minbase" {
+        return Err(Error::Other(format!(
+            "a foreign-architecture root is built for variant \"minbase\" only, the manifest asks for {:?}",
+            m.debian.variant
+        )));
+    }
+    let includes = [
+        "?essential".to_string(),
+        "?priority(required)".to_string(),
+        "apt".to_string(),
+        req.requested.join(","),
+    ];
+    let unpacked = mmdebstrap(
+        m,
+        arch,
+        &includes,
+        &[],
+        &work.join("out"),
+        &work.join("root"),
+    )?;
+    let packages = crate::lock::entries(&unpacked, &apt.index()?)?;
+    let _ = fs::remove_dir_all(work);
+    Ok(LockSet {
+        sources: req.sources.clone(),
+        requested: req.requested.clone(),
+        packages,
+    })
+}
+
+/// Runs mmdebstrap `extract` of `includes` for `arch` into the folder
+/// `dir`, and returns what it unpacked as dpkg-status-like stanzas
+/// (Package, Version, Architecture, Status, SHA256 of the `.deb`), recorded
+/// by a hook into `work` from the `.deb`s themselves before they are
+/// removed.
+fn mmdebstrap(
+    m: &Manifest,
+    arch: &str,
+    includes: &[String],
+    hooks: &[String],
+    work: &Path,
+    dir: &Path,
+) -> Result<String> {
     let d = &m.debian;
+    fs::create_dir_all(work).map_err(io_err(work))?;
+    let record = work.join("unpacked");
     let mut c = Command::new("mmdebstrap");
     c.env("SOURCE_DATE_EPOCH", m.image.source_date_epoch.to_string())
         .arg("--mode=root")
         .arg("--format=directory")
         .arg("--variant=extract")
         .arg(format!("--architectures={arch}"));
-    // `extract` installs no base set of its own: ask for what `minbase` is
-    // (Essential:yes, Priority:required, apt), as apt patterns, each its
-    // own --include (mmdebstrap does not split a pattern at commas).
-    if d.variant != "minbase" {
-        return Err(Error::Other(format!(
-            "a foreign-architecture root is built for variant \"minbase\" only, the manifest asks for {:?}",
-            d.variant
-        )));
+    for i in includes.iter().filter(|i| !i.is_empty()) {
+        c.arg(format!("--include={i}"));
     }
-    c.arg("--include=?essential")
-        .arg("--include=?priority(required)")
-        .arg("--include=apt")
-        .arg(format!("--include={}", d.packages.join(",")))
-        .arg("--aptopt=APT::Install-Recommends \"false\"")
+    c.arg("--aptopt=APT::Install-Recommends \"false\"")
+        .args(hooks)
+        // `extract` runs no customize hooks: its extract hooks come after
+        // the unpack, while the .debs are still in the apt cache.
+        .arg(format!(
+            "--extract-hook=cd \"$1\"/var/cache/apt/archives && for f in *.deb; do \
+             dpkg-deb -f \"$f\" Package Version Architecture && \
+             echo \"Status: install ok installed\" && \
+             echo \"SHA256: $(sha256sum < \"$f\" | cut -d' ' -f1)\" && echo || exit 1; \
+             done > {}",
+            record.display()
+        ))
+        // Preloaded .debs stay in the apt cache otherwise (mmdebstrap only
+        // removes what it downloaded itself).
+        .arg("--extract-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb")
         .arg(&d.suite)
         .arg(dir)
-        .arg(&d.mirror);
-    run(&mut c).map(|_| ())
+        .args(crate::rootfs::source_lines(d));
+    run(&mut c)?;
+    fs::read_to_string(&record).map_err(io_err(&record))
 }
 
 /// dpkg applies the manifest's path filters while unpacking; `extract`

@@ -88,16 +88,21 @@ pub fn build(inputs: &Inputs) -> Result<Report> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    // A variant's root is a set of its own in the lock (the shipped
+    // packages plus the variant's, resolved together), and so is every
+    // architecture's (`lock::set_name`).
+    let lock = lock::Lock::load(&inputs.lock)?;
+    let base_name = inputs.variant.as_deref().unwrap_or(lock::PRODUCTION);
+    let native = foreign::native_arch()?;
     let tar = match manifest.debian.architecture.clone() {
-        Some(arch) if arch != foreign::native_arch()? => {
-            rootfs::ensure_foreign(&manifest, &arch, &inputs.cache, inputs.fresh_rootfs)?
+        Some(arch) if arch != native => {
+            let name = lock::set_name(base_name, &arch);
+            let set = lock.set_for(&name, &lock::Request::production(&manifest))?;
+            rootfs::ensure_foreign(&manifest, set, &arch, &inputs.cache, inputs.fresh_rootfs)?
         }
         _ => {
-            // A variant's root is a set of its own in the lock (the shipped
-            // packages plus the variant's, resolved together).
-            let lock = lock::Lock::load(&inputs.lock)?;
-            let name = inputs.variant.as_deref().unwrap_or(lock::PRODUCTION);
-            let set = lock.set_for(name, &lock::Request::production(&manifest))?;
+            let name = lock::set_name(base_name, &native);
+            let set = lock.set_for(&name, &lock::Request::production(&manifest))?;
             rootfs::ensure(&manifest, set, &inputs.cache, inputs.fresh_rootfs)?
         }
     };

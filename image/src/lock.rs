@@ -27,6 +27,22 @@ use crate::{io_err, run, Error, Result};
 
 /// The set every image has (the manifest's `[debian] packages`).
 pub const PRODUCTION: &str = "production";
+/// The architecture whose sets carry no suffix (they were the only ones
+/// before arm64, and their names and cache keys stay what they were).
+pub const PLAIN_ARCH: &str = "amd64";
+
+/// The lock's name for set `base` (`production`, a variant) of Debian
+/// architecture `arch`: amd64's is `base` itself, any other's
+/// `base-<arch>` (`production-arm64`). Each is its arch's complete closure,
+/// resolved on its own: the closures differ (arch-specific dependencies,
+/// binNMU versions such as `+b1`), so one set cannot pin both.
+pub fn set_name(base: &str, arch: &str) -> String {
+    if arch == PLAIN_ARCH {
+        base.to_string()
+    } else {
+        format!("{base}-{arch}")
+    }
+}
 /// What the error says to do when the lock no longer fits.
 pub const UPDATE_HINT: &str = "run `cargo xtask image --update-lock`";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -334,6 +350,26 @@ pub fn installed(status: &str) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
+/// (sha256, `name_version_arch.deb`) of each installed stanza that carries
+/// a `SHA256` field (what a foreign build records of the `.deb`s it
+/// unpacked; dpkg's own status has none).
+pub fn installed_sha256(status: &str) -> Vec<(String, String)> {
+    stanzas(status)
+        .filter(|st| st.get("Status").is_some_and(|s| s.ends_with(" installed")))
+        .filter_map(|st| {
+            Some((
+                st.get("SHA256")?.to_string(),
+                format!(
+                    "{}_{}_{}.deb",
+                    st.get("Package")?,
+                    st.get("Version")?,
+                    st.get("Architecture")?
+                ),
+            ))
+        })
+        .collect()
+}
+
 /// Fails unless the root holds exactly the locked packages.
 pub fn check_installed(set: &LockSet, status: &str) -> Result<()> {
     let got = installed(status);
@@ -422,8 +458,12 @@ pub struct Apt {
 }
 
 impl Apt {
-    /// Writes the config under `dir` (emptied first) and runs `apt-get update`.
-    pub fn update(d: &Debian, dir: &Path) -> Result<Self> {
+    /// Writes the config under `dir` (emptied first) and runs `apt-get
+    /// update` for the Debian architecture `arch` (its indexes only).
+    pub fn update(d: &Debian, arch: &str, dir: &Path) -> Result<Self> {
+        if !plain(arch, "") {
+            return Err(Error::Other(format!("Debian architecture {arch:?}")));
+        }
         let _ = fs::remove_dir_all(dir);
         for sub in [
             "etc/apt/apt.conf.d",
@@ -456,8 +496,8 @@ impl Apt {
              Dir::Etc::Parts \"{d}/etc/apt/apt.conf.d\";\n\
              Dir::Etc::Preferences \"{d}/etc/apt/preferences\";\n\
              Dir::Etc::PreferencesParts \"{d}/etc/apt/preferences.d\";\n\
-             APT::Architecture \"amd64\";\n\
-             APT::Architectures {{ \"amd64\"; }};\n\
+             APT::Architecture \"{arch}\";\n\
+             APT::Architectures {{ \"{arch}\"; }};\n\
              Acquire::Languages \"none\";\n\
              Acquire::GzipIndexes \"false\";\n\
              APT::Sandbox::User \"root\";\n\
@@ -489,7 +529,11 @@ impl Apt {
 pub fn resolve(m: &Manifest, req: &Request, work: &Path) -> Result<LockSet> {
     let _ = fs::remove_dir_all(work);
     fs::create_dir_all(work).map_err(io_err(work))?;
-    let apt = Apt::update(&m.debian, &work.join("apt"))?;
+    let apt = Apt::update(
+        &m.debian,
+        &crate::foreign::native_arch()?,
+        &work.join("apt"),
+    )?;
     let out = work.join("out");
     fs::create_dir_all(&out).map_err(io_err(&out))?;
     // mmdebstrap takes the essential set from the main suite only; the
@@ -569,15 +613,37 @@ mod tests {
         let l = Lock::load(&p).unwrap();
         let m =
             Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("manifest.toml")).unwrap();
-        let s = l.set_for(PRODUCTION, &Request::production(&m)).unwrap();
-        for want in ["docker.io", "containerd", "libc6", "dpkg", "apt"] {
-            assert!(s.packages.iter().any(|e| e.name == want), "{want}");
+        for arch in ["amd64", "arm64"] {
+            let s = l
+                .set_for(&set_name(PRODUCTION, arch), &Request::production(&m))
+                .unwrap();
+            for want in ["docker.io", "containerd", "libc6", "dpkg", "apt"] {
+                let e = s.packages.iter().find(|e| e.name == want);
+                assert!(e.is_some_and(|e| e.arch == arch), "{want} ({arch}): {e:?}");
+            }
         }
         assert_eq!(
             Lock::parse(&l.render()).unwrap(),
             l,
             "the lock is as rendered"
         );
+    }
+
+    #[test]
+    fn amd64_sets_keep_their_names_and_others_get_the_arch() {
+        assert_eq!(set_name(PRODUCTION, "amd64"), "production");
+        assert_eq!(set_name("bench", "amd64"), "bench");
+        assert_eq!(set_name(PRODUCTION, "arm64"), "production-arm64");
+    }
+
+    #[test]
+    fn recorded_debs_give_their_sha256_and_file_name() {
+        let rec = format!("Package: libc6\nVersion: 2.41-12\nArchitecture: arm64\nStatus: install ok installed\nSHA256: {SHA}\n\n");
+        assert_eq!(
+            installed_sha256(&rec),
+            vec![(SHA.to_string(), "libc6_2.41-12_arm64.deb".to_string())]
+        );
+        assert_eq!(installed(&rec).len(), 1);
     }
 
     #[test]

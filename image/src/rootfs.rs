@@ -32,30 +32,48 @@ pub fn key(m: &Manifest, set: &LockSet) -> String {
 }
 
 /// The root of another architecture than the builder's (arm64 on x86),
-/// unpacked and configured without running its programs (see
-/// [`crate::foreign`]). It is built from the manifest's package names, not
-/// from the lock: the lock pins the host architecture's set only.
-pub fn ensure_foreign(m: &Manifest, arch: &str, cache: &Path, fresh: bool) -> Result<PathBuf> {
+/// from its own locked set (`production-arm64`), unpacked and configured
+/// without running its programs (see [`crate::foreign`]), with the same
+/// checks as [`ensure`]: every locked version still served with its
+/// sha256, every `.deb` hashed before use, and exactly the locked packages
+/// unpacked. Cached under the same kind of key (the manifest, which names
+/// the arch, and the locked set).
+pub fn ensure_foreign(
+    m: &Manifest,
+    set: &LockSet,
+    arch: &str,
+    cache: &Path,
+    fresh: bool,
+) -> Result<PathBuf> {
     let dir = cache.join("rootfs");
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let tar = dir.join(format!("{}.tar", &m.rootfs_hash()[..16]));
+    let tar = dir.join(format!("{}.tar", &key(m, set)[..16]));
     if tar.exists() && !fresh {
         tracing::info!(path = %tar.display(), "rootfs cached");
         return Ok(tar);
     }
-    let tmp = tar.with_extension(format!("tmp{}", std::process::id()));
+    let work = dir.join(format!("work{}", std::process::id()));
     let start = Instant::now();
-    eprintln!(
-        "[image] foreign {arch} root {} ({} packages) -> {}",
-        m.debian.suite,
-        m.debian.packages.len(),
-        tar.display()
-    );
-    if let Err(e) = crate::foreign::build(m, arch, &tmp) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, &tar).map_err(io_err(&tar))?;
+    let res = (|| {
+        let apt = Apt::update(&m.debian, arch, &work.join("apt"))?;
+        lock::check(set, &apt.index()?)?;
+        let archives = work.join("archives");
+        fetch_debs(&apt, set, &cache.join("debs"), &archives)?;
+        eprintln!(
+            "[image] foreign {arch} root {} ({} locked packages) -> {}",
+            m.debian.suite,
+            set.packages.len(),
+            tar.display()
+        );
+        let tmp = tar.with_extension(format!("tmp{}", std::process::id()));
+        if let Err(e) = crate::foreign::build(m, set, arch, &archives, &work.join("out"), &tmp) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, &tar).map_err(io_err(&tar))
+    })();
+    let _ = fs::remove_dir_all(&work);
+    res?;
     eprintln!("[image] rootfs built in {}s", start.elapsed().as_secs());
     Ok(tar)
 }
@@ -77,7 +95,11 @@ pub fn ensure(m: &Manifest, set: &LockSet, cache: &Path, fresh: bool) -> Result<
 
 fn build(m: &Manifest, set: &LockSet, cache: &Path, work: &Path, tar: &Path) -> Result<()> {
     let start = Instant::now();
-    let apt = Apt::update(&m.debian, &work.join("apt"))?;
+    let arch = match &m.debian.architecture {
+        Some(a) => a.clone(),
+        None => crate::foreign::native_arch()?,
+    };
+    let apt = Apt::update(&m.debian, &arch, &work.join("apt"))?;
     lock::check(set, &apt.index()?)?;
     let archives = work.join("archives");
     fetch_debs(&apt, set, &cache.join("debs"), &archives)?;
@@ -132,7 +154,7 @@ fn build(m: &Manifest, set: &LockSet, cache: &Path, work: &Path, tar: &Path) -> 
 
 /// Every `.deb` left in the root's apt cache (`sha256sum` lines) must be a
 /// locked one: nothing apt fetched on its own went in unchecked.
-fn check_used(set: &LockSet, sums: &str) -> Result<()> {
+pub(crate) fn check_used(set: &LockSet, sums: &str) -> Result<()> {
     let locked: std::collections::BTreeSet<&str> =
         set.packages.iter().map(|e| e.sha256.as_str()).collect();
     let mut n = 0;
@@ -174,7 +196,7 @@ fn sha256_of(p: &Path) -> Result<String> {
 /// Every locked `.deb` into `into`, each checked against the lock's sha256
 /// (a cached one is checked again on every use): a mismatch fails the build
 /// before mmdebstrap starts.
-fn fetch_debs(apt: &Apt, set: &LockSet, cache: &Path, into: &Path) -> Result<()> {
+pub(crate) fn fetch_debs(apt: &Apt, set: &LockSet, cache: &Path, into: &Path) -> Result<()> {
     fs::create_dir_all(cache).map_err(io_err(cache))?;
     fs::create_dir_all(into).map_err(io_err(into))?;
     let missing: Vec<String> = set
@@ -252,7 +274,7 @@ pub(crate) fn mmdebstrap(
 }
 
 /// One `deb` line per source (main only).
-fn source_lines(d: &Debian) -> Vec<String> {
+pub(crate) fn source_lines(d: &Debian) -> Vec<String> {
     lock::sources(d)
         .into_iter()
         .map(|s| format!("deb {s} main"))

@@ -2,33 +2,53 @@
 //! served as it is, and an entry edited to a version the mirror lacks must
 //! stop the rootfs build (before mmdebstrap runs) with the message that
 //! names the package, the locked version, what the mirror has, and the
-//! command that refreshes the lock. Needs the network and apt (`cargo xtask
-//! deps`); without them it fails.
+//! command that refreshes the lock. Both architectures' sets: amd64's
+//! (`production`, built natively) and arm64's (`production-arm64`, the
+//! foreign unpack). Needs the network and apt (`cargo xtask deps`); without
+//! them it fails.
 
 use std::path::Path;
 
 use hull_image::lock::{self, Apt, Lock, Request, PRODUCTION};
 use hull_image::Manifest;
 
-fn repo() -> (Manifest, lock::LockSet) {
+fn repo(arch: &str) -> (Manifest, lock::LockSet) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let m = Manifest::load(&dir.join("manifest.toml")).unwrap();
+    let mut m = Manifest::load(&dir.join("manifest.toml")).unwrap();
     let l = Lock::load(&dir.join("packages.lock")).unwrap();
     let s = l
-        .set_for(PRODUCTION, &Request::production(&m))
+        .set_for(&lock::set_name(PRODUCTION, arch), &Request::production(&m))
         .unwrap()
         .clone();
+    if arch != lock::PLAIN_ARCH {
+        m.debian.architecture = Some(arch.into());
+    }
     (m, s)
 }
 
 #[test]
 fn a_locked_version_the_mirror_lacks_stops_the_build_with_the_update_hint() {
-    let (m, mut set) = repo();
+    refused("amd64");
+}
+
+#[test]
+fn a_locked_arm64_version_the_mirror_lacks_stops_the_foreign_build_too() {
+    refused("arm64");
+}
+
+fn refused(arch: &str) {
+    let (m, mut set) = repo(arch);
+    assert!(
+        set.packages
+            .iter()
+            .all(|e| e.arch == arch || e.arch == "all"),
+        "the {arch} set holds another arch's packages"
+    );
     let tmp = tempfile::tempdir().unwrap();
 
     // The mirror really was read: it serves the repo's lock as it is (when
     // this fails, the lock is stale: `cargo xtask image --update-lock`).
-    let apt = Apt::update(&m.debian, &tmp.path().join("apt")).unwrap();
+    let apt = Apt::update(&m.debian, arch, &tmp.path().join("apt")).unwrap();
     let idx = apt.index().unwrap();
     lock::check(&set, &idx).unwrap();
     let served = idx.versions("libc6");
@@ -41,11 +61,14 @@ fn a_locked_version_the_mirror_lacks_stops_the_build_with_the_update_hint() {
         .expect("libc6 is in the lock");
     e.version = "2.0-hull-not-served".into();
     let cache = tmp.path().join("cache");
-    let err = hull_image::rootfs::ensure(&m, &set, &cache, true)
-        .unwrap_err()
-        .to_string();
+    let res = if arch == lock::PLAIN_ARCH {
+        hull_image::rootfs::ensure(&m, &set, &cache, true)
+    } else {
+        hull_image::rootfs::ensure_foreign(&m, &set, arch, &cache, true)
+    };
+    let err = res.unwrap_err().to_string();
     let want = format!(
-        "libc6 locked at 2.0-hull-not-served (amd64) is not served by the mirror, which has {}",
+        "libc6 locked at 2.0-hull-not-served ({arch}) is not served by the mirror, which has {}",
         served.join(", ")
     );
     assert!(err.contains(&want), "{err}");

@@ -80,6 +80,14 @@ pub enum Error {
     Unlisted { dir: PathBuf, file: String },
     #[error("bundle {dir}: {file} is not a regular file")]
     NotFile { dir: PathBuf, file: String },
+    #[error("bundle {dir}: {BUNDLE_JSON} says arch {listed:?}, but its vmlinuz is {kernel}")]
+    Arch {
+        dir: PathBuf,
+        listed: String,
+        kernel: String,
+    },
+    #[error("bundle {dir}: {why}")]
+    Kernel { dir: PathBuf, why: String },
     #[error("bundle {dir}: {BUNDLE_JSON} is malformed: {why}")]
     Listing { dir: PathBuf, why: String },
     #[error("{path}: {source}")]
@@ -95,6 +103,26 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The bundle's `arch` must be its kernel's (read from the header, as
+/// `hull up` reads it to pick the emulator): a bundle claiming x86_64 with
+/// an arm64 kernel inside is refused, so its name and listing never lie
+/// about what boots.
+fn check_arch(dir: &Path, listed: &str) -> Result<(), Error> {
+    let kernel =
+        crate::arch::Arch::of_kernel(&dir.join("vmlinuz")).map_err(|why| Error::Kernel {
+            dir: dir.to_path_buf(),
+            why,
+        })?;
+    if kernel.as_str() != listed {
+        return Err(Error::Arch {
+            dir: dir.to_path_buf(),
+            listed: listed.into(),
+            kernel: kernel.as_str().into(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether `dir` is a release bundle (rather than a build's image folder).
@@ -182,6 +210,7 @@ pub fn write(
             });
         }
     }
+    check_arch(dir, arch)?;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut files = BTreeMap::new();
     for (n, r) in digest_all(dir, &refs) {
@@ -308,6 +337,8 @@ pub fn verify(dir: &Path) -> Result<Bundle, Error> {
             });
         }
     }
+    // After the hashes: the kernel read is the one listed.
+    check_arch(dir, &b.arch)?;
     Ok(b)
 }
 
@@ -322,8 +353,49 @@ mod tests {
         for (i, n) in REQUIRED.iter().enumerate() {
             fs::write(d.path().join(n), format!("{n} bytes {i}").repeat(100)).unwrap();
         }
+        fake_kernel(d.path(), b"HdrS", 0x202);
         write(d.path(), "hull-0.1.0-x86_64", "0.1.0", "abc123", "x86_64").unwrap();
         d
+    }
+
+    /// A vmlinuz whose header says its arch (x86 `HdrS` at 0x202, arm64
+    /// `ARM\x64` at 56), as `Arch::of_kernel` reads it.
+    fn fake_kernel(dir: &Path, magic: &[u8], at: usize) {
+        let mut k = vec![0u8; 0x400];
+        k[at..at + magic.len()].copy_from_slice(magic);
+        fs::write(dir.join("vmlinuz"), k).unwrap();
+    }
+
+    #[test]
+    fn a_bundle_whose_arch_is_not_its_kernels_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        for n in REQUIRED {
+            fs::write(d.path().join(n), n).unwrap();
+        }
+        fake_kernel(d.path(), b"ARM\x64", 56);
+        let e = write(d.path(), "n", "v", "c", "x86_64")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("says arch \"x86_64\", but its vmlinuz is arm64"),
+            "{e}"
+        );
+        let b = write(d.path(), "hull-0.1.0-arm64", "v", "c", "arm64").unwrap();
+        assert_eq!(b.arch, "arm64");
+        verify(d.path()).unwrap();
+        // The listing edited to claim x86_64 (hashes untouched) is refused.
+        let p = d.path().join(BUNDLE_JSON);
+        let text = fs::read_to_string(&p).unwrap();
+        fs::write(
+            &p,
+            text.replace("\"arch\": \"arm64\"", "\"arch\": \"x86_64\""),
+        )
+        .unwrap();
+        let e = verify(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("bundle.json says arch \"x86_64\", but its vmlinuz is arm64"),
+            "{e}"
+        );
     }
 
     fn flip(p: &Path, at: u64) {
@@ -423,7 +495,8 @@ mod tests {
         for n in REQUIRED {
             fs::write(d.path().join(n), n).unwrap();
         }
-        write(d.path(), "n", "v", "c", "a").unwrap();
+        fake_kernel(d.path(), b"HdrS", 0x202);
+        write(d.path(), "n", "v", "c", "x86_64").unwrap();
         let p = d.path().join(BUNDLE_JSON);
         let mut b: Bundle = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
         b.files.remove("boot.json");
@@ -432,7 +505,9 @@ mod tests {
         let e = verify(d.path()).unwrap_err().to_string();
         assert!(e.contains("does not list boot.json"), "{e}");
         // And the writer refuses a folder without one.
-        let e = write(d.path(), "n", "v", "c", "a").unwrap_err().to_string();
+        let e = write(d.path(), "n", "v", "c", "x86_64")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("boot.json is missing"), "{e}");
     }
 }

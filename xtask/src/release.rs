@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use hull_qemu::bundle::{self, Bundle};
 
 use crate::{paths, vm};
+use hull_qemu::arch::Arch;
 
 #[derive(clap::Args, Default, Clone)]
 pub struct Args {
@@ -29,6 +30,11 @@ pub struct Args {
     /// Skip `cargo xtask deps` when building the image.
     #[arg(long)]
     pub no_deps: bool,
+    /// Guest architecture of the image to build (default: the host's).
+    /// With --image, the image's own (its kernel's) is used, and a
+    /// different --arch is refused.
+    #[arg(long)]
+    pub arch: Option<Arch>,
 }
 
 pub struct Written {
@@ -43,14 +49,22 @@ pub fn run(args: &Args) -> Result<()> {
         Some(i) => i.clone(),
         None => vm::image(&vm::ImageArgs {
             no_deps: args.no_deps,
+            arch: args.arch,
             ..Default::default()
         })?,
     };
+    let arch = image_arch(&image)?;
+    if let Some(asked) = args.arch.filter(|a| *a != arch) {
+        bail!(
+            "--arch {asked}: the image {} is {arch} (its vmlinuz)",
+            image.display()
+        );
+    }
     let parent = args
         .out
         .clone()
         .unwrap_or_else(|| paths::target().join("release"));
-    let w = write(&image, &parent, !args.no_tar)?;
+    let w = write(&image, arch, &parent, !args.no_tar)?;
     let bytes: u64 = w.bundle.files.values().map(|e| e.bytes).sum();
     eprintln!(
         "[release] {} (hull {}, commit {}): {} files, {:.1} MiB, in {:.1}s",
@@ -78,13 +92,16 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The bundle's name: `hull-<version>-<arch>`.
-pub fn name() -> String {
-    format!(
-        "hull-{}-{}",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH
-    )
+/// The bundle's name: `hull-<version>-<arch>` (`x86_64`, `arm64`: the
+/// guest's, which need not be the builder's).
+pub fn name(arch: Arch) -> String {
+    format!("hull-{}-{arch}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The architecture of an image folder, read from its kernel (as `hull up`
+/// reads it).
+pub fn image_arch(image: &Path) -> Result<Arch> {
+    Arch::of_kernel(&image.join(hull_image::pack::KERNEL)).map_err(anyhow::Error::msg)
 }
 
 /// The commit of this checkout (the walls report's helper: short hash,
@@ -102,8 +119,8 @@ fn commit() -> Result<String> {
 
 /// Writes the bundle of `image` into `parent`, replacing an older one of
 /// the same name, with its tarball when `tar`.
-pub fn write(image: &Path, parent: &Path, tar: bool) -> Result<Written> {
-    let name = name();
+pub fn write(image: &Path, arch: Arch, parent: &Path, tar: bool) -> Result<Written> {
+    let name = name(arch);
     let dir = parent.join(&name);
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("removing the old {}", dir.display()))?;
@@ -112,7 +129,7 @@ pub fn write(image: &Path, parent: &Path, tar: bool) -> Result<Written> {
     let files: Vec<&str> = bundle::REQUIRED.to_vec();
     if let Some(missing) = files.iter().find(|f| !image.join(f).exists()) {
         bail!(
-            "{} has no {missing}: build the image with `cargo xtask image` first (a variant or a foreign-arch image is not a release)",
+            "{} has no {missing}: build the image with `cargo xtask image [--arch <arch>]` first (a variant is not a release)",
             image.display()
         );
     }
@@ -142,7 +159,7 @@ pub fn write(image: &Path, parent: &Path, tar: bool) -> Result<Written> {
         &name,
         env!("CARGO_PKG_VERSION"),
         &commit()?,
-        std::env::consts::ARCH,
+        arch.as_str(),
     )?;
     let tar_path = if tar {
         let p = parent.join(format!("{name}.tar"));

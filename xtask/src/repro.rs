@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::{kernel, paths, vm};
+use hull_qemu::arch::Arch;
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -43,11 +44,31 @@ pub struct Args {
     /// Parallel make jobs for the kernel builds (default: number of CPUs).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Guest architecture (default: the host's). Another arch's check is
+    /// the rootfs twice from its locked set and the image assembled twice;
+    /// its binaries are not built a second time (see [`check_foreign`]).
+    #[arg(long, conflicts_with = "full")]
+    pub arch: Option<Arch>,
 }
 
 pub fn run(a: &Args) -> Result<()> {
+    let arch = a.arch.unwrap_or_else(Arch::host);
     if a.rootfs_only {
-        return rootfs_twice();
+        return rootfs_twice(arch);
+    }
+    if arch != Arch::host() {
+        let start = Instant::now();
+        vm::image(&vm::ImageArgs {
+            no_deps: true,
+            arch: Some(arch),
+            ..Default::default()
+        })?;
+        check_foreign(arch)?;
+        eprintln!(
+            "[repro] {arch}: done in {}s (with the image build)",
+            start.elapsed().as_secs()
+        );
+        return Ok(());
     }
     if a.full {
         kernel_twice(a)?;
@@ -239,12 +260,55 @@ pub fn check() -> Result<()> {
 
     // 2. The rootfs, twice from the lock; 3. the image, assembled twice
     // from it (the tarball in the cache is the one just built fresh).
-    rootfs_twice()?;
-    let k = kernel::run(&kernel::Args::default())?;
+    rootfs_twice(Arch::host())?;
+    images_twice(Arch::host(), [&a_bins, &b_bins], &base)?;
+    for n in ["a", "b"] {
+        let _ = fs::remove_dir_all(base.join(format!("image-{n}")));
+    }
+    eprintln!("[repro] binaries and image identical");
+    Ok(())
+}
+
+/// Another arch's check: its rootfs built twice from its locked set, then
+/// the image assembled twice (from that rootfs and the arch's binaries in
+/// `target/hull-bin-<arch>`), kernel, root and qcow2 compared. The
+/// binaries are not built a second time from a copy as on the host: a
+/// second cross-build in its own target folder is a cold build of the whole
+/// crate graph (about 8 minutes here), and the cross toolchain gets the
+/// same remapped paths (`rustflags`) as the host build whose two-folder
+/// check passes.
+pub fn check_foreign(arch: Arch) -> Result<()> {
+    let bins = paths::target().join(format!("hull-bin-{arch}"));
+    if !bins.join("hull-init").exists() {
+        bail!(
+            "{} holds no hull-init: build the image first (cargo xtask image --arch {arch})",
+            bins.display()
+        );
+    }
+    let base = paths::target().join(format!("repro-{arch}"));
+    fs::create_dir_all(&base)?;
+    rootfs_twice(arch)?;
+    images_twice(arch, [&bins, &bins], &base)?;
+    for n in ["a", "b"] {
+        let _ = fs::remove_dir_all(base.join(format!("image-{n}")));
+    }
+    eprintln!("[repro] {arch}: rootfs and image identical");
+    Ok(())
+}
+
+/// The image assembled twice into `base/image-{a,b}` (from the cached
+/// rootfs of `arch` and `bins[0]`, `bins[1]`), failing unless kernel, root
+/// and qcow2 are the same bytes.
+fn images_twice(arch: Arch, bins: [&PathBuf; 2], base: &Path) -> Result<()> {
+    let ws = paths::workspace();
+    let k = kernel::run(&kernel::Args {
+        arch,
+        ..Default::default()
+    })?;
     let mut reports = Vec::new();
-    for (n, bins) in [("a", &a_bins), ("b", &b_bins)] {
+    for (n, bins) in [("a", bins[0]), ("b", bins[1])] {
         eprintln!(
-            "[repro] image {n} (the rootfs just built, binaries of {})",
+            "[repro] {arch} image {n} (the rootfs just built, binaries of {})",
             bins.display()
         );
         let start = Instant::now();
@@ -258,7 +322,7 @@ pub fn check() -> Result<()> {
             out: out.clone(),
             cache: paths::cache(),
             fresh_rootfs: false,
-            arch: None,
+            arch: (arch != Arch::host()).then(|| arch.debian().to_string()),
             variant: None,
         })?;
         eprintln!("[repro] image {n} in {}s", start.elapsed().as_secs());
@@ -282,30 +346,36 @@ pub fn check() -> Result<()> {
             base.display()
         );
     }
-    for n in ["a", "b"] {
-        let _ = fs::remove_dir_all(base.join(format!("image-{n}")));
-    }
-    eprintln!("[repro] binaries and image identical");
     Ok(())
 }
 
 /// The Debian rootfs built twice from `image/packages.lock`, each time
 /// fresh (mmdebstrap runs; the .debs are checked against the lock again),
 /// and the two tarballs compared. The second stays as the cached rootfs.
-pub fn rootfs_twice() -> Result<()> {
+pub fn rootfs_twice(arch: Arch) -> Result<()> {
     use hull_image::lock;
     let ws = paths::workspace();
-    let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
+    let mut m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
     let l = lock::Lock::load(&ws.join("image/packages.lock"))?;
-    let set = l.set_for(lock::PRODUCTION, &lock::Request::production(&m))?;
+    let set = l.set_for(
+        &lock::set_name(lock::PRODUCTION, arch.debian()),
+        &lock::Request::production(&m),
+    )?;
+    let foreign = arch != Arch::host();
+    // As the image build sets it: the host's root keeps its cache key.
+    m.debian.architecture = foreign.then(|| arch.debian().to_string());
     let mut sums = Vec::new();
     let mut kept = None;
     for n in ["a", "b"] {
         let start = Instant::now();
-        let tar = hull_image::rootfs::ensure(&m, set, &paths::cache(), true)?;
+        let tar = if foreign {
+            hull_image::rootfs::ensure_foreign(&m, set, arch.debian(), &paths::cache(), true)?
+        } else {
+            hull_image::rootfs::ensure(&m, set, &paths::cache(), true)?
+        };
         let sum = sha256_file(&tar)?;
         eprintln!(
-            "[repro] rootfs {n} from the lock ({} packages) in {}s: {sum}",
+            "[repro] {arch} rootfs {n} from the lock ({} packages) in {}s: {sum}",
             set.packages.len(),
             start.elapsed().as_secs()
         );

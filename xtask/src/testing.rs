@@ -74,7 +74,7 @@ pub const TIERS: &[Tier] = &[
     },
     Tier {
         name: "vm-arm64",
-        what: "the arm64 smoke suite: the arm64 image under qemu-system-aarch64 (TCG)",
+        what: "the arm64 smoke suite: the arm64 image under qemu-system-aarch64 (TCG), then its rootfs and image reproducibility",
         needs_root: true,
         run: vm_arm64_tier,
     },
@@ -239,7 +239,11 @@ fn vm_arm64_tier(_ctx: &Ctx) -> Result<()> {
     vmtest::run(&vmtest::Args {
         arch: Some(hull_qemu::arch::Arch::Arm64),
         ..Default::default()
-    })
+    })?;
+    // The arm64 reproducibility check, here rather than in `repro`: the
+    // suite has just built the arm64 image, so what is left is the rootfs
+    // twice from the lock and the image twice (about 35 s warm).
+    crate::repro::check_foreign(hull_qemu::arch::Arch::Arm64)
 }
 
 fn weaken(_ctx: &Ctx) -> Result<()> {

@@ -115,25 +115,37 @@ pub fn packages_lock() -> PathBuf {
 }
 
 /// `--update-lock`: resolves every set afresh (the shipped image's and one
-/// per `[variant.<name>]`, each its complete closure), rewrites the lock,
-/// prints the changes.
+/// per `[variant.<name>]`, each its complete closure, for amd64; the
+/// shipped image's for every other arch hull builds, `production-arm64`),
+/// rewrites the lock, prints the changes.
 pub fn update_lock() -> Result<()> {
     use hull_image::lock;
     let full = hull_image::Manifest::load(&manifest())?;
     let path = packages_lock();
     let old = lock::Lock::load(&path).ok();
-    let mut names = vec![None];
-    names.extend(full.variants.keys().map(|k| Some(k.clone())));
+    let native = hull_image::foreign::native_arch()?;
+    let mut wanted = vec![(None, lock::PLAIN_ARCH)];
+    wanted.extend(
+        full.variants
+            .keys()
+            .map(|k| (Some(k.clone()), lock::PLAIN_ARCH)),
+    );
+    wanted.push((None, Arch::Arm64.debian()));
     let mut sets = std::collections::BTreeMap::new();
-    for name in names {
+    for (name, arch) in wanted {
         let m = full.variant(name.as_deref()).map_err(anyhow::Error::msg)?;
-        let set_name = name.unwrap_or_else(|| lock::PRODUCTION.to_string());
+        let set_name = lock::set_name(name.as_deref().unwrap_or(lock::PRODUCTION), arch);
         let req = lock::Request::production(&m);
         eprintln!(
-            "[image] set {set_name}: resolving {:?} afresh from {:?}",
+            "[image] set {set_name}: resolving {:?} for {arch} afresh from {:?}",
             req.requested, req.sources
         );
-        let set = lock::resolve(&m, &req, &paths::cache().join("lock-resolve"))?;
+        let work = paths::cache().join("lock-resolve");
+        let set = if arch == native {
+            lock::resolve(&m, &req, &work)?
+        } else {
+            hull_image::foreign::resolve(&m, &req, arch, &work)?
+        };
         let before = old
             .as_ref()
             .and_then(|l| l.set.get(&set_name))
@@ -159,9 +171,11 @@ pub fn update_lock() -> Result<()> {
 /// The Rust crates compiled into the image's binaries: the normal
 /// dependencies (no build scripts, no proc-macros, no dev-dependencies) of
 /// the packages owning the manifest's `binary =` entries, for the VM's
-/// target, as `cargo tree` resolves them (hull-init on its own, as it is
-/// built alone).
-pub fn shipped_crates(ws: &Path) -> Result<Vec<hull_image::sbom::Crate>> {
+/// target (`arch`'s: a crate used on one arch only is listed for that one),
+/// as `cargo tree` resolves them (hull-init on its own, as it is built
+/// alone).
+pub fn shipped_crates(ws: &Path, arch: Arch) -> Result<Vec<hull_image::sbom::Crate>> {
+    let target = arch.rust_target();
     let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
     let sh = Shell::new()?;
     let _dir = sh.push_dir(ws);
@@ -202,7 +216,7 @@ pub fn shipped_crates(ws: &Path) -> Result<Vec<hull_image::sbom::Crate>> {
         let fmt = "{p}";
         let tree = cmd!(
             sh,
-            "cargo tree --locked {ps...} -e normal,no-proc-macro --target x86_64-unknown-linux-gnu --prefix none -f {fmt}"
+            "cargo tree --locked {ps...} -e normal,no-proc-macro --target {target} --prefix none -f {fmt}"
         )
         .quiet()
         .read()?;
@@ -233,14 +247,18 @@ fn parse_tree(text: &str) -> Result<Vec<hull_image::sbom::Crate>> {
     Ok(out)
 }
 
-/// Writes the image's SBOM (Debian packages of the lock's production set,
-/// Rust crates of the shipped binaries) into `out`.
-pub fn write_sbom(ws: &Path, out: &Path) -> Result<(PathBuf, usize, usize)> {
+/// Writes the SBOM of `arch`'s image (Debian packages of the lock's
+/// production set for that arch, Rust crates of the shipped binaries built
+/// for it) into `out`.
+pub fn write_sbom(ws: &Path, arch: Arch, out: &Path) -> Result<(PathBuf, usize, usize)> {
     use hull_image::lock;
     let m = hull_image::Manifest::load(&ws.join("image/manifest.toml"))?;
     let l = lock::Lock::load(&ws.join("image/packages.lock"))?;
-    let set = l.set_for(lock::PRODUCTION, &lock::Request::production(&m))?;
-    let crates = shipped_crates(ws)?;
+    let set = l.set_for(
+        &lock::set_name(lock::PRODUCTION, arch.debian()),
+        &lock::Request::production(&m),
+    )?;
+    let crates = shipped_crates(ws, arch)?;
     let p = hull_image::sbom::write(
         out,
         "hull",
@@ -468,10 +486,10 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         variant: args.variant.clone(),
     })?;
     eprintln!("[image] {}\n{report}", out.display());
-    // The SBOM describes the shipped image: the lock's production set and
-    // the host build's crates. A variant or another arch has none (yet).
-    if arch == Arch::host() && args.variant.is_none() {
-        let (sbom, debs, crates) = write_sbom(&paths::workspace(), &out)?;
+    // The SBOM describes the shipped image: the lock's production set of
+    // its arch and the crates built for it. A variant has none.
+    if args.variant.is_none() {
+        let (sbom, debs, crates) = write_sbom(&paths::workspace(), arch, &out)?;
         eprintln!(
             "[image] {}: {debs} Debian packages, {crates} Rust crates",
             sbom.display()
@@ -536,12 +554,18 @@ mod tests {
 
     /// The SBOM `cargo xtask image` writes lists exactly the lock's Debian
     /// packages (name, version, sha256) and the shipped binaries' crates,
-    /// each at its Cargo.lock version; nothing else.
+    /// each at its Cargo.lock version; nothing else. For each arch: its own
+    /// locked set (arm64 `.deb`s, not amd64 ones) and its own crate graph.
     #[test]
     fn the_sbom_lists_the_lock_and_the_shipped_crates_and_nothing_else() {
+        sbom_of(Arch::X86_64);
+        sbom_of(Arch::Arm64);
+    }
+
+    fn sbom_of(arch: Arch) {
         let ws = paths::workspace();
         let out = tempfile::tempdir().unwrap();
-        let (p, debs, crates) = write_sbom(&ws, out.path()).unwrap();
+        let (p, debs, crates) = write_sbom(&ws, arch, out.path()).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
         assert_eq!(v["bomFormat"], "CycloneDX");
         let comps = v["components"].as_array().unwrap();
@@ -555,10 +579,27 @@ mod tests {
         let lock = hull_image::lock::Lock::load(&packages_lock()).unwrap();
         let set = lock
             .set_for(
-                hull_image::lock::PRODUCTION,
+                &hull_image::lock::set_name(hull_image::lock::PRODUCTION, arch.debian()),
                 &hull_image::lock::Request::production(&m),
             )
             .unwrap();
+        assert!(
+            set.packages
+                .iter()
+                .all(|e| e.arch == arch.debian() || e.arch == "all"),
+            "{arch}: the set holds another arch's packages"
+        );
+        let purl_arch = format!("arch={}&", arch.debian());
+        assert!(
+            v["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| c["purl"].as_str())
+                .filter(|p| p.starts_with("pkg:deb/"))
+                .all(|p| p.contains(&purl_arch) || p.contains("arch=all&")),
+            "{arch}: a Debian purl names another arch"
+        );
         let kind = |c: &serde_json::Value| c["properties"][0]["value"].as_str().map(String::from);
         let got_debs: BTreeSet<(String, String, String)> = comps
             .iter()

@@ -15,7 +15,12 @@ use super::vm::Vm;
 
 /// The suite boots the bundle written from the test's image.
 pub fn setup(vm: &mut Vm, work: &Path) -> Result<Box<dyn std::any::Any>> {
-    let w = crate::release::write(&vm.image, &work.join("release-boot"), false)?;
+    let w = crate::release::write(
+        &vm.image,
+        crate::release::image_arch(&vm.image)?,
+        &work.join("release-boot"),
+        false,
+    )?;
     vm.vars.insert("bundle_name".into(), w.bundle.name.clone());
     vm.vars
         .insert("bundle_version".into(), w.bundle.version.clone());
@@ -180,7 +185,7 @@ pub fn tampered_refused(hull: &Path, image: &Path) -> Result<()> {
 }
 
 fn tampered_cases(hull: &Path, image: &Path, work: &Path) -> Result<()> {
-    let w = crate::release::write(image, work, false)?;
+    let w = crate::release::write(image, crate::release::image_arch(image)?, work, false)?;
     let dir = &w.dir;
     bundle::verify(dir).context("the fresh bundle does not verify")?;
     ensure!(
