@@ -766,6 +766,26 @@ fn vm_requests(vm: &Vm, count: u32, fresh: bool, create: Option<&str>) -> Result
         .collect())
 }
 
+/// Host and in-VM samples taken in alternating batches of a tenth, so a
+/// change in the machine's load during the run weighs on both sides alike.
+fn interleaved(
+    vm: &Vm,
+    count: u32,
+    fresh: bool,
+    create: Option<&str>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let batch = count.div_ceil(10).max(1);
+    let (mut host, mut inside) = (Vec::new(), Vec::new());
+    let mut left = count;
+    while left > 0 {
+        let n = batch.min(left);
+        host.extend(host_requests(vm, n, fresh, create)?);
+        inside.extend(vm_requests(vm, n, fresh, create)?);
+        left -= n;
+    }
+    Ok((host, inside))
+}
+
 /// p50, p90 and p99 lines of one figure, host vs in the VM, same boot.
 fn latency_lines(
     what: &str,
@@ -804,8 +824,7 @@ fn ping_metrics(vm: &Vm, count: u32) -> Result<Vec<Metric>> {
     // One warm-up, not counted: the gate's and dockerd's first request.
     host_requests(vm, 5, false, None)?;
     for (fresh, how) in [(false, "keep-alive"), (true, "new connection each")] {
-        let mut host = host_requests(vm, count, fresh, None)?;
-        let mut inside = vm_requests(vm, count, fresh, None)?;
+        let (mut host, mut inside) = interleaved(vm, count, fresh, None)?;
         m.extend(latency_lines(
             &format!("GET /_ping ({how})"),
             1.0,
@@ -843,8 +862,7 @@ fn create_metrics(vm: &Vm, count: u32) -> Result<Vec<Metric>> {
     host_requests(vm, 2, false, Some("busybox"))?;
     vm_requests(vm, 2, false, Some("busybox"))?;
     for (fresh, how) in [(false, "keep-alive"), (true, "new connection each")] {
-        let mut host = host_requests(vm, count, fresh, Some("busybox"))?;
-        let mut inside = vm_requests(vm, count, fresh, Some("busybox"))?;
+        let (mut host, mut inside) = interleaved(vm, count, fresh, Some("busybox"))?;
         m.extend(latency_lines(
             &format!("container create ({how})"),
             1e3,
