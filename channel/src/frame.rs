@@ -58,13 +58,7 @@ pub enum Error {
 /// Appends one frame to `out`. Data larger than [`MAX_PAYLOAD`] is split.
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     match frame {
-        Frame::Data(d) => {
-            for chunk in d.chunks(MAX_PAYLOAD) {
-                out.push(Kind::Data as u8);
-                out.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
-                out.extend_from_slice(chunk);
-            }
-        }
+        Frame::Data(d) => encode_data(d, out),
         Frame::ShutWrite => {
             out.push(Kind::ShutWrite as u8);
             out.extend_from_slice(&0u32.to_be_bytes());
@@ -73,6 +67,17 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             out.push(Kind::Close as u8);
             out.extend_from_slice(&0u32.to_be_bytes());
         }
+    }
+}
+
+/// Appends `data` as data frames to `out`, copied once (no [`Frame`] to
+/// build first). Data larger than [`MAX_PAYLOAD`] is split.
+pub fn encode_data(data: &[u8], out: &mut Vec<u8>) {
+    out.reserve(data.len() + 5 * data.len().div_ceil(MAX_PAYLOAD));
+    for chunk in data.chunks(MAX_PAYLOAD) {
+        out.push(Kind::Data as u8);
+        out.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+        out.extend_from_slice(chunk);
     }
 }
 

@@ -15,7 +15,7 @@ pub mod pump;
 pub mod sync;
 
 pub use frame::{
-    encode, Decoder, Error, Frame, Kind, Span, HELLO, MAX_PAYLOAD, TRANSPORT_WRITE_MAX,
+    encode, encode_data, Decoder, Error, Frame, Kind, Span, HELLO, MAX_PAYLOAD, TRANSPORT_WRITE_MAX,
 };
 
 /// vsock port of the Docker engine's door (hull-gate) in the guest.

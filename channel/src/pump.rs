@@ -9,7 +9,9 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::frame::{encode, Decoder, Frame, Span, HELLO, MAX_PAYLOAD, TRANSPORT_WRITE_MAX};
+use crate::frame::{
+    encode, encode_data, Decoder, Frame, Span, HELLO, MAX_PAYLOAD, TRANSPORT_WRITE_MAX,
+};
 
 /// A byte stream carried in frames over `S`.
 ///
@@ -132,7 +134,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Framed<S> {
             return Poll::Ready(Ok(0));
         }
         let n = buf.len().min(MAX_PAYLOAD);
-        encode(&Frame::Data(buf[..n].to_vec()), &mut this.out);
+        encode_data(&buf[..n], &mut this.out);
         // Start sending now; whatever is left goes out on the next call or flush.
         let _ = this.poll_drain(cx)?;
         Poll::Ready(Ok(n))

@@ -23,18 +23,20 @@ fn run(
     n: usize,
     all: &mut Vec<(String, Figures)>,
 ) {
-    for probe in standard_probes() {
-        let f = rt
-            .block_on(measure(engine, gate, &probe, n))
-            .expect("measurement");
-        eprintln!(
-            "[bench] {label:<8} {:<26} direct p50 {:.3} ms p90 {:.3} ms | gate p50 {:.3} ms p90 {:.3} ms | added p50 {:+.3} ms p90 {:+.3} ms (n={})",
-            f.name, f.direct_p50_ms, f.direct_p90_ms, f.gate_p50_ms, f.gate_p90_ms, f.added_p50_ms, f.added_p90_ms, f.iterations
+    for fresh in [false, true] {
+        for probe in standard_probes() {
+            let f = rt
+                .block_on(measure(engine, gate, &probe, n, fresh))
+                .expect("measurement");
+            eprintln!(
+            "[bench] {label:<8} {:<26} fresh={fresh} direct p50 {:.3} ms p90 {:.3} ms p99 {:.3} ms | gate p50 {:.3} ms p90 {:.3} ms p99 {:.3} ms | added p50 {:+.3} ms p90 {:+.3} ms p99 {:+.3} ms (n={})",
+            f.name, f.direct_p50_ms, f.direct_p90_ms, f.direct_p99_ms, f.gate_p50_ms, f.gate_p90_ms, f.gate_p99_ms, f.added_p50_ms, f.added_p90_ms, f.added_p99_ms, f.iterations
         );
-        let mut v = serde_json::to_value(&f).expect("json");
-        v["engine"] = serde_json::Value::from(label);
-        println!("{v}");
-        all.push((label.to_string(), f));
+            let mut v = serde_json::to_value(&f).expect("json");
+            v["engine"] = serde_json::Value::from(label);
+            println!("{v}");
+            all.push((label.to_string(), f));
+        }
     }
 }
 

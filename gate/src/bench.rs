@@ -1,6 +1,7 @@
 //! Gate overhead measurement: the same requests sent to dockerd's socket
 //! directly and through the gate, interleaved in one run, over keep-alive
-//! connections (as the docker CLI does within one command). Only measures;
+//! connections (as the docker CLI does within one command), or over a new
+//! connection per request (as separate docker commands do). Only measures;
 //! never asserts.
 //!
 //! Host tier: `cargo bench -p hull-gate --bench overhead` starts a private
@@ -20,13 +21,18 @@ use tokio::net::UnixStream;
 pub struct Figures {
     pub name: String,
     pub iterations: usize,
+    /// A new connection for each request (else one keep-alive connection).
+    pub fresh: bool,
     pub direct_p50_ms: f64,
     pub direct_p90_ms: f64,
+    pub direct_p99_ms: f64,
     pub gate_p50_ms: f64,
     pub gate_p90_ms: f64,
+    pub gate_p99_ms: f64,
     /// `gate_p50 - direct_p50`.
     pub added_p50_ms: f64,
     pub added_p90_ms: f64,
+    pub added_p99_ms: f64,
 }
 
 /// A raw HTTP/1.1 keep-alive client (no hyper: its own cost would blur the
@@ -134,12 +140,14 @@ pub fn remove_created_container(answer: &[u8]) -> Option<String> {
 }
 
 /// Measures `probe` `n` times on each socket, alternating, after a short
-/// warm-up, each over one keep-alive connection.
+/// warm-up, each over one keep-alive connection, or with `fresh` over a
+/// new connection per request (its connect timed too).
 pub async fn measure(
     direct: &Path,
     gate: &Path,
     probe: &Probe<'_>,
     n: usize,
+    fresh: bool,
 ) -> std::io::Result<Figures> {
     let mut d = Client::connect(direct).await?;
     let mut g = Client::connect(gate).await?;
@@ -148,8 +156,16 @@ pub async fn measure(
     let warm = (n / 10).max(3);
     for i in 0..(n + warm) {
         for via_gate in [false, true] {
-            let c = if via_gate { &mut g } else { &mut d };
             let t = Instant::now();
+            if fresh {
+                let c = Client::connect(if via_gate { gate } else { direct }).await?;
+                if via_gate {
+                    g = c
+                } else {
+                    d = c
+                }
+            }
+            let c = if via_gate { &mut g } else { &mut d };
             let (status, answer) = c.call(probe.method, probe.target, probe.body).await?;
             let el = t.elapsed();
             if status != probe.expect {
@@ -174,18 +190,22 @@ pub async fn measure(
     }
     times.0.sort();
     times.1.sort();
-    let f = |v: &[Duration]| (percentile(v, 0.5), percentile(v, 0.9));
-    let (d50, d90) = f(&times.0);
-    let (g50, g90) = f(&times.1);
+    let f = |v: &[Duration]| (percentile(v, 0.5), percentile(v, 0.9), percentile(v, 0.99));
+    let (d50, d90, d99) = f(&times.0);
+    let (g50, g90, g99) = f(&times.1);
     Ok(Figures {
         name: probe.name.to_string(),
         iterations: n,
+        fresh,
         direct_p50_ms: d50,
         direct_p90_ms: d90,
+        direct_p99_ms: d99,
         gate_p50_ms: g50,
         gate_p90_ms: g90,
+        gate_p99_ms: g99,
         added_p50_ms: g50 - d50,
         added_p90_ms: g90 - d90,
+        added_p99_ms: g99 - d99,
     })
 }
 

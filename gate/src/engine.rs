@@ -2,15 +2,19 @@
 //! volumes, the event stream), as opposed to the requests it forwards.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::UnixStream;
+
+use crate::reject::{full, Body};
 
 /// Largest answer the gate reads from the engine for itself.
 pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -68,19 +72,90 @@ pub fn engine_message(body: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
 }
 
-/// dockerd's unix socket.
+/// Idle keep-alive connections to dockerd kept for the next request. A
+/// connection carries no identity of its own (dockerd sees the gate's uid
+/// on every one), and each request on it has passed the policy alone, so
+/// any door's request may use any of them; HTTP/1.1 keeps them one request
+/// at a time.
+pub const IDLE_CONNECTIONS: usize = 16;
+
+/// One HTTP/1.1 connection to dockerd, ready for a request.
+pub type Sender = SendRequest<Body>;
+
+/// dockerd's unix socket, and the pool of idle connections to it: a new
+/// engine connection per request (a connect, and hyper's connection task)
+/// costs more than the whole proxy hop under TCG.
 #[derive(Debug, Clone)]
 pub struct Engine {
     sock: PathBuf,
+    idle: Arc<Mutex<Vec<Sender>>>,
 }
 
 impl Engine {
     pub fn new(sock: &Path) -> Engine {
-        Engine { sock: sock.into() }
+        Engine {
+            sock: sock.into(),
+            idle: Arc::default(),
+        }
     }
 
     pub fn socket(&self) -> &Path {
         &self.sock
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Sender>> {
+        // A poisoned lock only means a panic elsewhere; the list is intact.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Idle connections in the pool (tests).
+    pub fn idle_count(&self) -> usize {
+        self.idle().len()
+    }
+
+    /// A new connection to dockerd, its connection task spawned (with
+    /// upgrades: a hijacked request is carried on it).
+    pub async fn connect(&self) -> Result<Sender, EngineError> {
+        let stream = UnixStream::connect(&self.sock)
+            .await
+            .map_err(EngineError::Connect)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("engine connection: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// An idle connection from the pool if one is still open and ready,
+    /// else a new one.
+    pub async fn checkout(&self) -> Result<Sender, EngineError> {
+        loop {
+            let Some(s) = self.idle().pop() else { break };
+            // Closed by dockerd while idle: dropped, try the next.
+            if !s.is_closed() && s.is_ready() {
+                return Ok(s);
+            }
+        }
+        self.connect().await
+    }
+
+    /// Gives a connection back once its answer has been read to the end
+    /// (`ready`): a streamed answer keeps it out of the pool until then, and
+    /// one whose answer was abandoned is closed by hyper and never returns.
+    /// Never for a connection that carried an upgrade.
+    pub fn checkin(&self, mut sender: Sender) {
+        let idle = self.idle.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_err() {
+                return;
+            }
+            let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_CONNECTIONS {
+                idle.push(sender);
+            }
+        });
     }
 
     async fn send(
@@ -88,17 +163,13 @@ impl Engine {
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
+        pooled: bool,
     ) -> Result<hyper::Response<Incoming>, EngineError> {
-        let stream = UnixStream::connect(&self.sock)
-            .await
-            .map_err(EngineError::Connect)?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("engine query connection: {e}");
-            }
-        });
+        let mut sender = if pooled {
+            self.checkout().await?
+        } else {
+            self.connect().await?
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -107,9 +178,13 @@ impl Engine {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(full(Bytes::from(body.unwrap_or_default())))
             .map_err(|_| EngineError::Json(path.to_string()))?;
-        Ok(sender.send_request(req).await?)
+        let resp = sender.send_request(req).await?;
+        if pooled {
+            self.checkin(sender);
+        }
+        Ok(resp)
     }
 
     /// One request, answer read whole (bounded), within [`QUERY_TIMEOUT`].
@@ -120,7 +195,7 @@ impl Engine {
         body: Option<Vec<u8>>,
     ) -> Result<Reply, EngineError> {
         let work = async {
-            let resp = self.send(method, path, body).await?;
+            let resp = self.send(method, path, body, true).await?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_REPLY_BYTES)
                 .collect()
@@ -144,9 +219,9 @@ impl Engine {
     }
 
     /// A streaming `GET` (the event stream): the response, unbounded in
-    /// time.
+    /// time, on a connection of its own (it would never return to the pool).
     pub async fn stream(&self, path: &str) -> Result<hyper::Response<Incoming>, EngineError> {
-        tokio::time::timeout(QUERY_TIMEOUT, self.send("GET", path, None))
+        tokio::time::timeout(QUERY_TIMEOUT, self.send("GET", path, None, false))
             .await
             .map_err(|_| EngineError::Timeout(QUERY_TIMEOUT))?
     }
@@ -191,6 +266,112 @@ pub fn encode_query(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A stand-in dockerd on a unix socket that counts its connections:
+    /// `/fast` answers at once, `/slow` streams its answer until `release`
+    /// is notified.
+    async fn fake_engine(dir: &Path) -> (Engine, Arc<AtomicUsize>, Arc<tokio::sync::Notify>) {
+        let sock = dir.join("docker.sock");
+        let l = tokio::net::UnixListener::bind(&sock).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (a, r) = (accepted.clone(), release.clone());
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let r = r.clone();
+                    async move {
+                        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+                        let slow = req.uri().path() == "/slow";
+                        tokio::spawn(async move {
+                            if slow {
+                                r.notified().await;
+                            }
+                            let _ = tx.send(Bytes::from("{}")).await;
+                        });
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Rx(rx)))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc),
+                );
+            }
+        });
+        (Engine::new(&sock), accepted, release)
+    }
+
+    /// A streamed answer: whatever arrives on the channel, until it closes.
+    struct Rx(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl hyper::body::Body for Rx {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
+        }
+    }
+
+    async fn idle_becomes(e: &Engine, n: usize) {
+        for _ in 0..200 {
+            if e.idle_count() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "the pool holds {} idle connections, not {n}",
+            e.idle_count()
+        );
+    }
+
+    #[tokio::test]
+    async fn one_engine_connection_serves_requests_one_after_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, accepted, _) = fake_engine(dir.path()).await;
+        for _ in 0..3 {
+            let r = e.request("GET", "/fast", None).await.unwrap();
+            assert_eq!(r.status, StatusCode::OK);
+            idle_becomes(&e, 1).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_streaming_answer_keeps_its_connection_out_of_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, accepted, release) = fake_engine(dir.path()).await;
+        let slow = e.send("GET", "/slow", None, true).await.unwrap();
+        // Its body is still coming: the next request must not queue
+        // behind it, so it gets a connection of its own.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(e.idle_count(), 0);
+        e.request("GET", "/fast", None).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        idle_becomes(&e, 1).await;
+        release.notify_one();
+        let body = slow.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"{}");
+        idle_becomes(&e, 2).await;
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_answer_never_returns_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, _, _) = fake_engine(dir.path()).await;
+        let slow = e.send("GET", "/slow", None, true).await.unwrap();
+        drop(slow);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(e.idle_count(), 0);
+    }
 
     #[test]
     fn names_are_encoded() {

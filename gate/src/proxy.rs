@@ -8,15 +8,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::UPGRADE;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::UnixStream;
 
 use crate::admit::{admit, Admission};
+use crate::engine::{EngineError, Sender};
 use crate::reject::{full, Body, Reject};
 use crate::state::{Gate, Peer};
 
@@ -26,21 +25,13 @@ use crate::state::{Gate, Peer};
 /// hyper's own check). At most 100 headers (hyper's default).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// One client connection's keep-alive link to dockerd, reused across its
-/// requests (a new engine connection per request costs more than the whole
-/// proxy hop under TCG).
-type Link = Arc<tokio::sync::Mutex<Option<SendRequest<Body>>>>;
-
 /// Serves one client connection until it closes.
 pub async fn serve<I>(io: I, gate: Arc<Gate>, peer: Peer) -> Result<(), hyper::Error>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let link: Link = Arc::new(tokio::sync::Mutex::new(None));
     let header_timeout = gate.header_timeout;
-    let svc = hyper::service::service_fn(move |req| {
-        handle(req, gate.clone(), peer.clone(), link.clone())
-    });
+    let svc = hyper::service::service_fn(move |req| handle(req, gate.clone(), peer.clone()));
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -51,26 +42,25 @@ where
         .await
 }
 
-/// A fresh connection to dockerd.
-async fn connect(gate: &Gate) -> Result<SendRequest<Body>, Response<Body>> {
-    let sock = gate.engine.socket();
-    let stream = UnixStream::connect(sock).await.map_err(|e| {
-        tracing::warn!("dockerd socket {}: {e}", sock.display());
-        Reject::plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the Docker engine in the hull VM is not running (see `hull status`)",
-        )
-        .response()
-    })?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| Reject::plain(StatusCode::BAD_GATEWAY, format!("engine: {e}")).response())?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!("upstream connection: {e}");
+/// A connection to dockerd: a pooled idle one, or a new one (an upgrade
+/// always gets a new one, as it never goes back).
+async fn connect(gate: &Gate, fresh: bool) -> Result<Sender, Response<Body>> {
+    let got = if fresh {
+        gate.engine.connect().await
+    } else {
+        gate.engine.checkout().await
+    };
+    got.map_err(|e| {
+        tracing::warn!("dockerd socket {}: {e}", gate.engine.socket().display());
+        match e {
+            EngineError::Connect(_) => Reject::plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the Docker engine in the hull VM is not running (see `hull status`)",
+            )
+            .response(),
+            e => Reject::plain(StatusCode::BAD_GATEWAY, format!("engine: {e}")).response(),
         }
-    });
-    Ok(sender)
+    })
 }
 
 /// Connects to a published port on the VM's loopback and hands the client's
@@ -117,7 +107,6 @@ async fn handle(
     mut req: Request<Incoming>,
     gate: Arc<Gate>,
     peer: Peer,
-    link: Link,
 ) -> Result<Response<Body>, Infallible> {
     let wants_upgrade = req.headers().contains_key(UPGRADE);
     let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -135,25 +124,13 @@ async fn handle(
         }));
     }
     // Upgraded connections are handed over whole and never reused.
-    let reused = if wants_upgrade {
-        None
-    } else {
-        link.lock().await.take().filter(|s| !s.is_closed())
-    };
-    let ready = match reused {
-        Some(mut s) => s.ready().await.is_ok().then_some(s),
-        None => None,
-    };
-    let mut sender = match ready {
-        Some(s) => s,
-        None => match connect(&gate).await {
-            Ok(s) => s,
-            Err(resp) => return Ok(resp),
-        },
+    let mut sender = match connect(&gate, wants_upgrade).await {
+        Ok(s) => s,
+        Err(resp) => return Ok(resp),
     };
     let sent = sender.send_request(req).await;
-    if !wants_upgrade {
-        *link.lock().await = Some(sender);
+    if !wants_upgrade && sent.is_ok() {
+        gate.engine.checkin(sender);
     }
     let mut resp = match sent {
         Ok(r) => r,
@@ -186,10 +163,11 @@ async fn handle(
 /// refused the create.
 async fn create_with_socket(gate: Arc<Gate>, req: Request<Body>, token: String) -> Response<Body> {
     let answer = async {
-        let mut sender = connect(&gate).await?;
+        let mut sender = connect(&gate, false).await?;
         let resp = sender.send_request(req).await.map_err(|e| {
             Reject::plain(StatusCode::BAD_GATEWAY, format!("engine: {e}")).response()
         })?;
+        gate.engine.checkin(sender);
         let (parts, body) = resp.into_parts();
         let bytes = Limited::new(body, crate::engine::MAX_REPLY_BYTES)
             .collect()

@@ -10,35 +10,103 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// `count` keep-alive `GET /_ping` round trips on dockerd's own socket.
-pub fn engine_ping(count: u32) -> Value {
+/// Reads one HTTP/1.1 answer with a `Content-Length` (dockerd's answers
+/// to `/_ping` and to a create are small and carry one); returns the
+/// head's status code and the body.
+pub fn read_answer(s: &mut impl Read) -> std::io::Result<(u16, Vec<u8>)> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| bad("no status line"))?;
+            // 204 (a removal's answer) has no body and no length.
+            let len: usize = match head.lines().find_map(|l| l.strip_prefix("content-length:")) {
+                Some(v) => v.trim().parse().map_err(|_| bad("bad Content-Length"))?,
+                None if status == 204 => 0,
+                None => return Err(bad("no Content-Length")),
+            };
+            if got.len() >= end + 4 + len {
+                return Ok((status, got[end + 4..end + 4 + len].to_vec()));
+            }
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(bad("closed before the answer was complete"));
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The request `engine_ping` times: `GET /_ping`, or a create of `image`.
+pub fn ping_request(create: Option<&str>) -> Vec<u8> {
+    match create {
+        None => b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n".to_vec(),
+        Some(image) => {
+            let body = json!({"Image": image, "Cmd": ["true"]}).to_string();
+            format!(
+                "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+    }
+}
+
+/// `count` round trips on dockerd's own socket: `GET /_ping`, or with
+/// `create` a container create (removed after, untimed); on one keep-alive
+/// connection, or with `fresh` a new connection for each request (as the
+/// docker CLI opens one per command).
+pub fn engine_ping(count: u32, fresh: bool, create: Option<&str>) -> Value {
     let count = count.clamp(1, 10_000);
-    let mut s = match UnixStream::connect(crate::engine::DOCKER_SOCK) {
-        Ok(s) => s,
-        Err(e) => return json!({"error": format!("dockerd socket: {e}")}),
+    let connect = || -> Result<UnixStream, String> {
+        let s = UnixStream::connect(crate::engine::DOCKER_SOCK)
+            .map_err(|e| format!("dockerd socket: {e}"))?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        Ok(s)
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let req = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
+    let req = ping_request(create);
     let mut us = Vec::with_capacity(count as usize);
-    let mut buf = [0u8; 1024];
+    let mut kept = None;
     for _ in 0..count {
         let t = Instant::now();
-        if let Err(e) = s.write_all(req) {
+        let mut s = match (kept.take(), fresh) {
+            (Some(s), false) => s,
+            _ => match connect() {
+                Ok(s) => s,
+                Err(e) => return json!({"error": e}),
+            },
+        };
+        if let Err(e) = s.write_all(&req) {
             return json!({"error": format!("write: {e}")});
         }
-        // The reply is small and ends with the body "OK".
-        let mut got = Vec::new();
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => return json!({"error": "dockerd closed the connection"}),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => return json!({"error": format!("read: {e}")}),
-            }
-            if got.ends_with(b"OK") {
-                break;
+        let (status, body) = match read_answer(&mut s) {
+            Ok(a) => a,
+            Err(e) => return json!({"error": format!("read: {e}")}),
+        };
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+        if !(200..300).contains(&status) {
+            return json!({"error": format!("dockerd answered {status}: {}", String::from_utf8_lossy(&body))});
+        }
+        if create.is_some() {
+            let id = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["Id"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let del = format!("DELETE /containers/{id}?force=1 HTTP/1.1\r\nHost: docker\r\n\r\n");
+            if let Err(e) = s
+                .write_all(del.as_bytes())
+                .and_then(|_| read_answer(&mut s))
+            {
+                return json!({"error": format!("removing {id}: {e}")});
             }
         }
-        us.push(t.elapsed().as_secs_f64() * 1e6);
+        kept = Some(s);
     }
     json!({"ok": true, "us": us})
 }

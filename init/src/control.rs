@@ -152,7 +152,14 @@ fn handle(conn: Conn, tx: Sender<Event>) -> io::Result<()> {
         }
         // Measurements (bench image only) run here, not in the supervisor's loop.
         #[cfg(feature = "bench")]
-        Request::EnginePing { count } => reply_json(&mut w, &crate::bench::engine_ping(count)),
+        Request::EnginePing {
+            count,
+            fresh,
+            create,
+        } => reply_json(
+            &mut w,
+            &crate::bench::engine_ping(count, fresh, create.as_deref()),
+        ),
         #[cfg(feature = "bench")]
         Request::Sink {
             port,

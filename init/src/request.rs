@@ -26,9 +26,16 @@ pub enum Request {
         signal: String,
     },
     #[cfg(feature = "bench")]
-    /// Benchmark: round trips on dockerd's socket from inside the VM.
+    /// Benchmark: round trips on dockerd's socket from inside the VM:
+    /// `GET /_ping`, or with `create` a container create (of that image,
+    /// each removed after it is timed); on one keep-alive connection, or
+    /// with `fresh` a new connection per request.
     EnginePing {
         count: u32,
+        #[serde(default)]
+        fresh: bool,
+        #[serde(default)]
+        create: Option<String>,
     },
     #[cfg(feature = "bench")]
     /// Benchmark: a one-shot vsock sink on `port` for `bytes` bytes (raw,

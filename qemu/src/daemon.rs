@@ -24,6 +24,12 @@ use crate::state::{self, ShareState, VmState};
 /// restarting, or the VM still booting).
 const GATE_WAIT: Duration = Duration::from_secs(60);
 
+/// How long a connection opened ahead to the gate waits for a docker
+/// client: well under the gate's header timeout (30 s), and short enough
+/// that an idle VM soon has none (nothing is opened while no client
+/// comes).
+const SPARE_TTL: Duration = Duration::from_secs(10);
+
 pub struct Config {
     pub machine: Machine,
     /// System mode: the docker socket is the group `hull`'s too (0660);
@@ -204,6 +210,7 @@ async fn serve(home: &Home, qemu: &mut Child, sock_mode: u32) -> String {
     // group `hull`) may use it.
     let _ = fs::set_permissions(&sock, fs::Permissions::from_mode(sock_mode));
     let uds = home.vsock_uds();
+    let spare = Spare::new(uds.clone());
     // Published container ports appear on the host's loopback.
     let ports = tokio::spawn(crate::ports::run(uds.clone()));
     let _stop_ports = AbortOnDrop(ports);
@@ -226,8 +233,8 @@ async fn serve(home: &Home, qemu: &mut Child, sock_mode: u32) -> String {
             r = &mut exited => return r.unwrap_or_else(|e| e.to_string()),
             acc = listener.accept() => match acc {
                 Ok((client, _)) => {
-                    let uds = uds.clone();
-                    tokio::spawn(async move { carry(client, uds).await });
+                    let spare = spare.clone();
+                    tokio::spawn(async move { carry(client, spare).await });
                 }
                 Err(e) => tracing::warn!("accept on docker.sock: {e}"),
             },
@@ -273,9 +280,93 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// One connection to the gate opened ahead of need: the docker CLI opens a
+/// new connection per command, and the vsock CONNECT handshake through
+/// vhost-device-vsock and the guest's accept is the largest part of a short
+/// request's time. Each docker connection takes the spare (if it is still
+/// fresh and open) and opens the next one in the background; while no
+/// client comes, none is kept past [`SPARE_TTL`].
+#[derive(Clone)]
+struct Spare {
+    uds: PathBuf,
+    slot: std::sync::Arc<std::sync::Mutex<Option<(UnixStream, Instant)>>>,
+}
+
+impl Spare {
+    fn new(uds: PathBuf) -> Spare {
+        Spare {
+            uds,
+            slot: Default::default(),
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(UnixStream, Instant)>> {
+        // A poisoned lock only means a panic elsewhere; the slot is intact.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The spare if it is fresh and the gate has not closed it (the gate
+    /// never speaks first, so anything readable means it is gone).
+    fn take(&self) -> Option<UnixStream> {
+        let (s, made) = self.slot().take()?;
+        if made.elapsed() > SPARE_TTL {
+            return None;
+        }
+        peek_idle(&s).then_some(s)
+    }
+
+    /// Opens the next spare in the background; it is dropped after
+    /// [`SPARE_TTL`] unless a client took it.
+    fn refill(&self) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Ok(s) = hvsock::connect(&me.uds, hull_channel::DOCKER_PORT).await else {
+                return;
+            };
+            let made = Instant::now();
+            // A client that raced us left its own spare: keep the newer.
+            *me.slot() = Some((s, made));
+            tokio::time::sleep(SPARE_TTL).await;
+            let mut slot = me.slot();
+            if matches!(&*slot, Some((_, t)) if *t == made) {
+                *slot = None;
+            }
+        });
+    }
+
+    /// The spare, or a new connection (retried while the gate starts).
+    async fn connect(&self) -> std::io::Result<UnixStream> {
+        let got = self.take();
+        self.refill();
+        match got {
+            Some(s) => Ok(s),
+            None => hvsock::connect_retry(&self.uds, hull_channel::DOCKER_PORT, GATE_WAIT).await,
+        }
+    }
+}
+
+/// Whether nothing has arrived on `s` and the peer has not closed it: a
+/// non-blocking peek answers from the socket itself, not from the
+/// reactor's possibly older view of it.
+fn peek_idle(s: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    // SAFETY: recv on a descriptor `s` owns, into a live one-byte buffer;
+    // MSG_PEEK leaves any byte on the socket and MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
+
 /// One docker connection: a framed vsock stream to the gate, both ways.
-async fn carry(mut client: UnixStream, uds: PathBuf) {
-    let vs = match hvsock::connect_retry(&uds, hull_channel::DOCKER_PORT, GATE_WAIT).await {
+async fn carry(mut client: UnixStream, spare: Spare) {
+    let vs = match spare.connect().await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("gate unreachable: {e}");
@@ -291,5 +382,94 @@ async fn carry(mut client: UnixStream, uds: PathBuf) {
     let mut framed = Framed::new(vs);
     if let Err(e) = join(&mut client, &mut framed).await {
         tracing::debug!("docker connection: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_spare_is_idle_until_its_peer_speaks_or_closes() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        assert!(peek_idle(&a));
+        b.write_all(b"x").await.unwrap();
+        assert!(!peek_idle(&a));
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        assert!(!peek_idle(&a));
+    }
+
+    /// A stand-in for vhost-device-vsock's hybrid socket: answers every
+    /// CONNECT with OK, then writes the connection's number and keeps it
+    /// open; returns the count of connections.
+    fn backend(uds: &Path) -> Arc<AtomicUsize> {
+        let l = tokio::net::UnixListener::bind(uds).unwrap();
+        let n = Arc::new(AtomicUsize::new(0));
+        let count = n.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let i = count.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1];
+                    while s.read(&mut b).await.unwrap_or(0) == 1 && b[0] != b'\n' {}
+                    let _ = s.write_all(b"OK 1\n").await;
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest).await;
+                    let _ = s.write_all(&[i as u8]).await;
+                });
+            }
+        });
+        n
+    }
+
+    async fn connections_become(n: &AtomicUsize, want: usize) {
+        for _ in 0..200 {
+            if n.load(Ordering::SeqCst) == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "{} connections to the backend, not {want}",
+            n.load(Ordering::SeqCst)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_next_client_gets_the_connection_opened_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("vsock.sock");
+        let n = backend(&uds);
+        let spare = Spare::new(uds);
+        // No spare yet: a connection of its own, and one opened ahead.
+        let _first = spare.connect().await.unwrap();
+        connections_become(&n, 2).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(spare.slot().is_some(), "no spare was kept");
+        // The second client takes it, and the next one is opened ahead.
+        let _second = spare.connect().await.unwrap();
+        connections_become(&n, 3).await;
+    }
+
+    #[tokio::test]
+    async fn a_spare_the_gate_closed_is_not_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("vsock.sock");
+        let n = backend(&uds);
+        let spare = Spare::new(uds);
+        let (dead, peer) = UnixStream::pair().unwrap();
+        drop(peer);
+        *spare.slot() = Some((dead, Instant::now()));
+        let mut s = spare.connect().await.unwrap();
+        // A new connection was made for this client (and one ahead).
+        connections_become(&n, 2).await;
+        s.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), 1, "the client's stream is a live backend one");
     }
 }

@@ -30,6 +30,15 @@ pub struct Args {
     /// Round trips per latency figure.
     #[arg(long, default_value_t = 300)]
     pub pings: u32,
+    /// Container creates per create-latency figure.
+    #[arg(long, default_value_t = 20)]
+    pub creates: u32,
+    /// A quick subset: one boot of the bench image, only the request
+    /// latency figures (`/_ping` and container create, host through the
+    /// channel and gate vs dockerd's socket in the VM, keep-alive and a
+    /// new connection each); no host tier.
+    #[arg(long, conflicts_with_all = ["no_vm", "kernel_options", "shares_only", "runtimes_only"])]
+    pub ping_only: bool,
     /// Skip the host-tier benchmarks (runtime lifecycle, guard, gate); the
     /// report then says so under "skipped".
     #[arg(long)]
@@ -213,6 +222,8 @@ pub fn run(args: &Args) -> Result<()> {
                 kernel_table = Some(t);
             } else if args.runtimes_only {
                 metrics.extend(runtimes_only(args, &hull, &image)?);
+            } else if args.ping_only {
+                metrics.extend(ping_only(args, &hull, &image)?);
             } else {
                 if !args.shares_only {
                     metrics.extend(boot_metrics(args, &vmargs, &image)?);
@@ -242,7 +253,16 @@ pub fn run(args: &Args) -> Result<()> {
             failed.push("vm/shares");
         }
     }
-    if args.runtimes_only {
+    if args.ping_only {
+        skipped.insert(
+            "host".into(),
+            json!("--ping-only: request latency in the VM only"),
+        );
+        skipped.insert(
+            "vm/other".into(),
+            json!("--ping-only: no boot, init, throughput, runtime or share figures"),
+        );
+    } else if args.runtimes_only {
         skipped.insert(
             "host".into(),
             json!("--runtimes-only measures the runtimes in the VM only"),
@@ -425,6 +445,7 @@ fn vm_metrics(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
     }
     m.extend(memory_metrics(&vm)?);
     m.extend(ping_metrics(&vm, args.pings)?);
+    m.extend(create_metrics(&vm, args.creates)?);
     m.extend(throughput_metrics(&vm)?);
     m.extend(runtime_metrics(&vm, args.trace_runtime)?);
     m.extend(docker_run_metrics(&vm, args.docker_run_rounds)?);
@@ -639,62 +660,226 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p) as usize]
 }
 
-/// `GET /_ping` through the channel and gate vs on dockerd's socket inside the VM.
-fn ping_metrics(vm: &Vm, count: u32) -> Result<Vec<Metric>> {
-    let mut host = Vec::new();
-    let mut s = std::os::unix::net::UnixStream::connect(vm.home.join("docker.sock"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut buf = [0u8; 1024];
+/// Reads one HTTP/1.1 answer that carries a `Content-Length` (or is a
+/// 204); returns its status and body. The same reader as the bench init's,
+/// so both sides of a figure wait for the same bytes.
+fn read_answer(s: &mut impl Read) -> Result<(u16, Vec<u8>)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let status: u16 = head
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .with_context(|| format!("no status line in {head:?}"))?;
+            let len: usize = match head.lines().find_map(|l| l.strip_prefix("content-length:")) {
+                Some(v) => v.trim().parse().context("bad Content-Length")?,
+                None if status == 204 => 0,
+                None => bail!("no Content-Length in {head:?}"),
+            };
+            if got.len() >= end + 4 + len {
+                return Ok((status, got[end + 4..end + 4 + len].to_vec()));
+            }
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("the channel closed before the answer was complete");
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The request a latency figure times: `GET /_ping`, or a create of `image`.
+fn engine_request(create: Option<&str>) -> Vec<u8> {
+    match create {
+        None => b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n".to_vec(),
+        Some(image) => {
+            let body = json!({"Image": image, "Cmd": ["true"]}).to_string();
+            format!(
+                "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+    }
+}
+
+/// `count` round trips from the host through `docker.sock` (the channel and
+/// the gate): keep-alive on one connection, or with `fresh` a connection
+/// per request as the docker CLI makes. A create is removed after it is
+/// timed.
+fn host_requests(vm: &Vm, count: u32, fresh: bool, create: Option<&str>) -> Result<Vec<f64>> {
+    let connect = || -> Result<std::os::unix::net::UnixStream> {
+        let s = std::os::unix::net::UnixStream::connect(vm.home.join("docker.sock"))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(s)
+    };
+    let req = engine_request(create);
+    let mut out = Vec::new();
+    let mut kept = None;
     for _ in 0..count {
         let t = Instant::now();
-        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")?;
-        let mut got = Vec::new();
-        while !got.ends_with(b"OK") {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                bail!("the channel closed during the ping benchmark");
-            }
-            got.extend_from_slice(&buf[..n]);
+        let mut s = match (kept.take(), fresh) {
+            (Some(s), false) => s,
+            _ => connect()?,
+        };
+        s.write_all(&req)?;
+        let (status, body) = read_answer(&mut s)?;
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+        if !(200..300).contains(&status) {
+            bail!(
+                "the gate answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
-        host.push(t.elapsed().as_secs_f64() * 1e6);
+        if create.is_some() {
+            let id = serde_json::from_slice::<serde_json::Value>(&body)?["Id"]
+                .as_str()
+                .context("a create answer without an Id")?
+                .to_string();
+            let del = format!("DELETE /containers/{id}?force=1 HTTP/1.1\r\nHost: docker\r\n\r\n");
+            s.write_all(del.as_bytes())?;
+            read_answer(&mut s)?;
+        }
+        kept = Some(s);
     }
-    let v = hull_qemu::control::request(
+    Ok(out)
+}
+
+/// The same round trips on dockerd's own socket, from init in the VM.
+fn vm_requests(vm: &Vm, count: u32, fresh: bool, create: Option<&str>) -> Result<Vec<f64>> {
+    let v = hull_qemu::control::request_within(
         &vm.home.join("vsock.sock"),
-        &json!({"op": "engine-ping", "count": count}),
+        &json!({"op": "engine-ping", "count": count, "fresh": fresh, "create": create}),
+        Duration::from_secs(600),
     )?;
-    let mut inside: Vec<f64> = v["us"]
+    if let Some(e) = v.get("error") {
+        bail!("engine-ping in the VM: {e}");
+    }
+    Ok(v["us"]
         .as_array()
         .context("engine-ping gave no samples")?
         .iter()
         .filter_map(|x| x.as_f64())
-        .collect();
+        .collect())
+}
+
+/// Host and in-VM samples taken in alternating batches of a tenth, so a
+/// change in the machine's load during the run weighs on both sides alike.
+fn interleaved(
+    vm: &Vm,
+    count: u32,
+    fresh: bool,
+    create: Option<&str>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let batch = count.div_ceil(10).max(1);
+    let (mut host, mut inside) = (Vec::new(), Vec::new());
+    let mut left = count;
+    while left > 0 {
+        let n = batch.min(left);
+        host.extend(host_requests(vm, n, fresh, create)?);
+        inside.extend(vm_requests(vm, n, fresh, create)?);
+        left -= n;
+    }
+    Ok((host, inside))
+}
+
+/// p50, p90 and p99 lines of one figure, host vs in the VM, same boot.
+fn latency_lines(
+    what: &str,
+    unit: f64,
+    host: &mut [f64],
+    vm: &mut [f64],
+    goal: &str,
+) -> Vec<Metric> {
+    let (u, scale) = if unit == 1.0 {
+        ("us", 1.0)
+    } else {
+        ("ms", 1e-3)
+    };
+    let n = host.len();
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)]
+        .into_iter()
+        .map(|(p, q)| {
+            let (h, i) = (percentile(host, q) * scale, percentile(vm, q) * scale);
+            let goal = if p == "p50" { goal } else { "" };
+            metric(
+                &format!("{what} {p}: host via channel+gate vs dockerd socket in the VM"),
+                u,
+                h,
+                Some(("dockerd socket in the VM", i)),
+                &format!("added {:.2} {u}{goal}; {n} requests", h - i),
+            )
+        })
+        .collect()
+}
+
+/// `GET /_ping` through the channel and gate vs on dockerd's socket inside
+/// the VM, on a kept connection and on a fresh one per request; and the
+/// transport alone (a bare vsock echo, and the CONNECT handshake).
+fn ping_metrics(vm: &Vm, count: u32) -> Result<Vec<Metric>> {
+    let mut m = Vec::new();
+    // One warm-up, not counted: the gate's and dockerd's first request.
+    host_requests(vm, 5, false, None)?;
+    for (fresh, how) in [(false, "keep-alive"), (true, "new connection each")] {
+        let (mut host, mut inside) = interleaved(vm, count, fresh, None)?;
+        m.extend(latency_lines(
+            &format!("GET /_ping ({how})"),
+            1.0,
+            &mut host,
+            &mut inside,
+            " (goal: +500 us)",
+        ));
+    }
     let mut echo = vsock_echo(vm, count)?;
-    let e50 = percentile(&mut echo, 0.5);
-    let (h50, i50) = (percentile(&mut host, 0.5), percentile(&mut inside, 0.5));
-    let (h90, i90) = (percentile(&mut host, 0.9), percentile(&mut inside, 0.9));
-    Ok(vec![
-        metric(
-            "bare vsock round trip p50 (1-byte echo)",
-            "us",
-            e50,
-            None,
-            "the transport alone",
-        ),
-        metric(
-            "GET /_ping p50: host via channel+gate vs dockerd socket in the VM",
-            "us",
-            h50,
-            Some(("dockerd socket in the VM", i50)),
-            &format!("added {:.0} us", h50 - i50),
-        ),
-        metric(
-            "GET /_ping p90: host via channel+gate vs dockerd socket in the VM",
-            "us",
-            h90,
-            Some(("dockerd socket in the VM", i90)),
-            &format!("added {:.0} us", h90 - i90),
-        ),
-    ])
+    let mut hs = vsock_connects(vm, count.min(100))?;
+    m.push(metric(
+        "bare vsock round trip p50 (1-byte echo)",
+        "us",
+        percentile(&mut echo, 0.5),
+        None,
+        "the transport alone",
+    ));
+    m.push(metric(
+        "vsock CONNECT handshake p50 (host to the gate's port, no request)",
+        "us",
+        percentile(&mut hs, 0.5),
+        None,
+        "what a new connection adds before its first byte",
+    ));
+    Ok(m)
+}
+
+/// Container create (`POST /containers/create` of busybox) from the host
+/// through the gate vs on dockerd's socket in the VM, same boot.
+fn create_metrics(vm: &Vm, count: u32) -> Result<Vec<Metric>> {
+    let work = vmtest::boot::tempdir()?;
+    vmtest::images::import_busybox(vm, &work)?;
+    let _ = std::fs::remove_dir_all(&work);
+    let mut m = Vec::new();
+    host_requests(vm, 2, false, Some("busybox"))?;
+    vm_requests(vm, 2, false, Some("busybox"))?;
+    for (fresh, how) in [(false, "keep-alive"), (true, "new connection each")] {
+        let (mut host, mut inside) = interleaved(vm, count, fresh, Some("busybox"))?;
+        m.extend(latency_lines(
+            &format!("container create ({how})"),
+            1e3,
+            &mut host,
+            &mut inside,
+            " (goal: +2 ms)",
+        ));
+    }
+    Ok(m)
+}
+
+/// `--ping-only`: one boot, the request latency figures only.
+fn ping_only(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
+    let vm = Vm::boot(hull, image, &["--memory", "2048"])?;
+    let mut m = ping_metrics(&vm, args.pings)?;
+    m.extend(create_metrics(&vm, args.creates)?);
+    Ok(m)
 }
 
 /// Turns one host benchmark's JSON into report lines.
@@ -827,17 +1012,32 @@ fn gate_lines(gate: &serde_json::Value, m: &mut Vec<Metric>) -> Result<()> {
         .filter(|f| f["engine"] == "dockerd")
     {
         let name = f["name"].as_str().unwrap_or("?");
-        let (gp, dp) = (
-            f["gate_p50_ms"].as_f64().unwrap_or(f64::NAN),
-            f["direct_p50_ms"].as_f64().unwrap_or(f64::NAN),
-        );
-        m.push(metric(
-            &format!("host: {name} through hull-gate vs dockerd's socket (p50; {side})"),
-            "ms",
-            gp,
-            Some(("dockerd socket", dp)),
-            &format!("added {:.3} ms (goal: 0.5 ms)", gp - dp),
-        ));
+        let how = if f["fresh"] == true {
+            "new connection each"
+        } else {
+            "keep-alive"
+        };
+        let goal = if name.contains("create") { 2.0 } else { 0.5 };
+        for p in ["p50", "p90", "p99"] {
+            let (gp, dp) = (
+                f[format!("gate_{p}_ms")].as_f64().unwrap_or(f64::NAN),
+                f[format!("direct_{p}_ms")].as_f64().unwrap_or(f64::NAN),
+            );
+            let goal = if p == "p50" {
+                format!(" (goal: {goal} ms)")
+            } else {
+                String::new()
+            };
+            m.push(metric(
+                &format!(
+                    "host: {name} ({how}) through hull-gate vs dockerd's socket ({p}; {side})"
+                ),
+                "ms",
+                gp,
+                Some(("dockerd socket", dp)),
+                &format!("added {:.3} ms{goal}", gp - dp),
+            ));
+        }
         n += 1;
     }
     if n == 0 {
@@ -921,6 +1121,33 @@ fn vsock_echo(vm: &Vm, count: u32) -> Result<Vec<f64>> {
         s.write_all(b"x")?;
         s.read_exact(&mut b)?;
         out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(out)
+}
+
+/// The CONNECT handshake alone on vhost-device-vsock's socket, to the
+/// gate's port: what each new docker connection pays before its request.
+fn vsock_connects(vm: &Vm, count: u32) -> Result<Vec<f64>> {
+    let uds = vm.home.join("vsock.sock");
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let t = Instant::now();
+        let mut s = std::os::unix::net::UnixStream::connect(&uds)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(format!("CONNECT {}\n", hull_channel::DOCKER_PORT).as_bytes())?;
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while s.read(&mut b)? == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+        if !line.starts_with(b"OK ") {
+            bail!(
+                "CONNECT {}: {:?}",
+                hull_channel::DOCKER_PORT,
+                String::from_utf8_lossy(&line)
+            );
+        }
     }
     Ok(out)
 }
