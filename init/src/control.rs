@@ -169,6 +169,8 @@ fn handle(conn: Conn, tx: Sender<Event>) -> io::Result<()> {
         Request::BenchEngineRuntime { runtime } => {
             reply_json(&mut w, &crate::bench::engine_runtime(&runtime))
         }
+        #[cfg(feature = "bench")]
+        Request::BenchEngineFloor => reply_json(&mut w, &crate::bench::engine_floor(&tx)),
         other => {
             let (rtx, rrx) = mpsc::channel();
             if tx.send(Event::Control(other, rtx)).is_err() {

@@ -24,10 +24,25 @@ use crate::status::Timeline;
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 pub enum Event {
-    Exited { pid: i32, code: String },
-    Ready { name: &'static str, pid: i32 },
+    Exited {
+        pid: i32,
+        code: String,
+    },
+    Ready {
+        name: &'static str,
+        pid: i32,
+    },
     Signal(Signal),
     Control(crate::control::Request, Sender<serde_json::Value>),
+    /// Benchmark (`bench-engine-floor`): `hold` stops these services and
+    /// keeps them stopped (the reply: the pids signalled); `!hold` hands
+    /// them back, to be started as at boot.
+    #[cfg(feature = "bench")]
+    Hold {
+        names: Vec<&'static str>,
+        hold: bool,
+        reply: Sender<Vec<i32>>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -176,26 +191,38 @@ impl Supervisor {
         let Some(s) = self.svc(name) else { return };
         let def = s.def.clone();
         let log = LogFile::open(def.name);
+        // stdout and stderr share one pipe: one pump thread per service.
+        let (out, err, reader) = match output_pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                crate::error!(
+                    "{}: no pipe for its output ({e}); it goes nowhere",
+                    def.name
+                );
+                (Stdio::null(), Stdio::null(), None)
+            }
+        };
         let mut cmd = Command::new(&def.argv[0]);
         cmd.args(&def.argv[1..])
             .env_clear()
             .envs(def.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(out)
+            .stderr(err);
         // Own process group: a service's signals never reach init. Without a
         // pre_exec hook std uses posix_spawn (no fork of init's address
         // space: measured ~100 ms per start under TCG with fork) and resets
         // the child's signal mask, which init's sigwait thread relies on.
         cmd.process_group(0);
-        match cmd.spawn() {
-            Ok(mut child) => {
+        let spawned = cmd.spawn();
+        // The write ends go with `cmd`: the pump sees EOF when the service
+        // (and whatever inherited them) is gone.
+        drop(cmd);
+        match spawned {
+            Ok(child) => {
                 let pid = child.id() as i32;
-                if let Some(out) = child.stdout.take() {
-                    logs::pump(def.name.to_string(), out, log.clone());
-                }
-                if let Some(err) = child.stderr.take() {
-                    logs::pump(def.name.to_string(), err, log);
+                if let Some(r) = reader {
+                    logs::pump(def.name.to_string(), std::fs::File::from(r), log);
                 }
                 // The reaper collects the exit; dropping Child does not wait.
                 drop(child);
@@ -337,10 +364,44 @@ impl Supervisor {
                         return;
                     }
                 }
+                #[cfg(feature = "bench")]
+                Ok(Event::Hold { names, hold, reply }) => {
+                    let _ = reply.send(self.hold(&names, hold));
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+
+    /// See [`Event::Hold`]. A held service is `Stopping`, then `Stopped`,
+    /// which `tick` never restarts; released, it is `Waiting` again.
+    #[cfg(feature = "bench")]
+    fn hold(&mut self, names: &[&'static str], hold: bool) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for name in names {
+            let Some(s) = self.svc(name) else { continue };
+            if !hold {
+                if s.state == State::Stopped {
+                    s.state = State::Waiting;
+                }
+                continue;
+            }
+            match s.pid {
+                Some(pid) => {
+                    s.state = State::Stopping;
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                    pids.push(pid);
+                }
+                None => s.state = State::Stopped,
+            }
+        }
+        crate::info!(
+            "bench: {} {}",
+            if hold { "holding" } else { "releasing" },
+            names.join(", ")
+        );
+        pids
     }
 
     fn next_wakeup(&self) -> Duration {
@@ -491,10 +552,20 @@ pub fn wait_for_path(path: &std::path::Path, until: Instant, alive: &dyn Fn() ->
 /// dockerd answers `GET /_ping` with `200 OK` and the body `OK` once its
 /// API is up. Its socket listens long before that and queues the request,
 /// so one request waits out the start instead of a request every 100 ms.
-fn ping(sock: &std::path::Path) -> bool {
+pub fn ping(sock: &std::path::Path) -> bool {
     hull_http::blocking::get(sock, "/_ping", 64, Duration::from_secs(60))
         .and_then(|r| r.ok("/_ping"))
         .is_ok_and(|body| body == "OK")
+}
+
+/// A pipe for a service's stdout and stderr: (its stdout, its stderr,
+/// init's read end).
+fn output_pipe() -> nix::Result<(Stdio, Stdio, Option<std::os::fd::OwnedFd>)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let w2 = w
+        .try_clone()
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EMFILE)))?;
+    Ok((Stdio::from(w), Stdio::from(w2), Some(r)))
 }
 
 /// Reaps every exited child, services and orphans alike.
