@@ -109,6 +109,7 @@ pub fn serve(tx: Sender<Event>) {
                             if let Err(e) = handle(conn, tx) {
                                 crate::debug!("control connection: {e}");
                             }
+                            crate::status::thread_ended();
                         });
                 }
                 Err(e) => {

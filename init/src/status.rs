@@ -61,6 +61,8 @@ pub struct SelfUsage {
     pub max_rss_kib: u64,
     /// CPU per thread (name, ms), to see where init's time goes.
     pub threads: Vec<(String, f64)>,
+    /// CPU of threads that have ended, summed by name (ms).
+    pub ended_threads: Vec<(String, f64)>,
 }
 
 /// utime + stime of each of init's threads, from /proc/self/task.
@@ -74,6 +76,29 @@ fn thread_cpu() -> Vec<(String, f64)> {
         .filter_map(|t| t.stat().ok())
         .map(|s| (s.comm, (s.utime + s.stime) as f64 * 1000.0 / hz))
         .collect()
+}
+
+/// CPU of init's threads that have ended (readiness watchers, control
+/// connections), summed by thread name, ms: they leave nothing in
+/// /proc/self/task, yet count in init's total.
+static ENDED: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Called last by a thread that ends: adds its CPU to [`ENDED`].
+pub fn thread_ended() {
+    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
+    let Ok(r) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) else {
+        return;
+    };
+    let cpu = ms(r.user_time()) + ms(r.system_time());
+    let name = std::thread::current().name().unwrap_or("?").to_string();
+    if let Ok(mut v) = ENDED.lock() {
+        if let Some((_, t)) = v.iter_mut().find(|(n, _)| *n == name) {
+            *t += cpu;
+        } else if v.len() < 64 {
+            // Bounded: names are per service and per kind of connection.
+            v.push((name, cpu));
+        }
+    }
 }
 
 /// User and system CPU time PID 1 had used when init's main() began (the
@@ -116,6 +141,7 @@ pub fn self_usage() -> SelfUsage {
         rss_kib,
         max_rss_kib,
         threads: thread_cpu(),
+        ended_threads: ENDED.lock().map(|v| v.clone()).unwrap_or_default(),
     }
 }
 

@@ -404,16 +404,26 @@ impl Supervisor {
         pids
     }
 
+    /// How long the loop may sleep: until the next restart is due, at most
+    /// 1 s while a service is still starting (its readiness deadline), and
+    /// without end when nothing is pending: an idle init wakes for events
+    /// only.
     fn next_wakeup(&self) -> Duration {
         let now = Instant::now();
+        let starting = self.svcs.iter().any(|s| s.state == State::Starting);
+        let idle = if starting {
+            Duration::from_secs(1)
+        } else {
+            IDLE_WAIT
+        };
         self.svcs
             .iter()
             .filter_map(|s| s.next_start)
             .filter(|t| *t > now)
             .map(|t| t - now)
             .min()
-            .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1))
+            .unwrap_or(idle)
+            .min(idle)
     }
 
     /// Stops services in reverse start order: SIGTERM, wait, SIGKILL.
@@ -478,36 +488,44 @@ fn watch_ready(name: &'static str, pid: i32, ready: Ready, tx: Sender<Event>) {
     let spawned = std::thread::Builder::new()
         .name(format!("ready-{name}"))
         .spawn(move || {
-            let until = Instant::now() + READY_TIMEOUT * 2;
-            // A dead process is never ready; the reaper reports the exit.
-            let alive = || kill(Pid::from_raw(pid), None).is_ok();
-            let path = match &ready {
-                Ready::Socket(p) | Ready::Ping(p) | Ready::File(p) => p,
-            };
-            if !wait_for_path(path, until, &alive) {
-                return;
-            }
-            // The path exists; a socket may not listen yet (bound, not yet
-            // listening, or left by an earlier run of the service).
-            let mut pause = RETRY;
-            while alive() && Instant::now() < until {
-                let ok = match &ready {
-                    Ready::Socket(p) => UnixStream::connect(p).is_ok(),
-                    Ready::Ping(p) => ping(p),
-                    Ready::File(_) => true,
-                };
-                if ok {
-                    let _ = tx.send(Event::Ready { name, pid });
-                    return;
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
+            watch(name, pid, &ready, &tx);
+            crate::status::thread_ended();
         });
     if let Err(e) = spawned {
         crate::error!("cannot watch {name}'s readiness: {e}");
     }
 }
+
+fn watch(name: &'static str, pid: i32, ready: &Ready, tx: &Sender<Event>) {
+    let until = Instant::now() + READY_TIMEOUT * 2;
+    // A dead process is never ready; the reaper reports the exit.
+    let alive = || kill(Pid::from_raw(pid), None).is_ok();
+    let path = match ready {
+        Ready::Socket(p) | Ready::Ping(p) | Ready::File(p) => p,
+    };
+    if !wait_for_path(path, until, &alive) {
+        return;
+    }
+    // The path exists; a socket may not listen yet (bound, not yet
+    // listening, or left by an earlier run of the service).
+    let mut pause = RETRY;
+    while alive() && Instant::now() < until {
+        let ok = match ready {
+            Ready::Socket(p) => UnixStream::connect(p).is_ok(),
+            Ready::Ping(p) => ping(p),
+            Ready::File(_) => true,
+        };
+        if ok {
+            let _ = tx.send(Event::Ready { name, pid });
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The loop's sleep when nothing is pending (events wake it sooner).
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
 /// First pause (doubling to 0.5 s) between attempts once a readiness path exists but does not answer.
 const RETRY: Duration = Duration::from_millis(20);
@@ -600,4 +618,29 @@ pub fn summary(st: &[SvcStatus]) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::table;
+
+    #[test]
+    fn an_idle_loop_sleeps_until_an_event_or_a_due_restart() {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let mut sup = Supervisor::new(table(), tx, Timeline::default());
+        // Nothing starting, nothing to restart: no timer at all.
+        assert_eq!(sup.next_wakeup(), IDLE_WAIT);
+        // A service starting: its readiness deadline is checked each second.
+        sup.svcs[0].state = State::Starting;
+        assert_eq!(sup.next_wakeup(), Duration::from_secs(1));
+        // A restart due soon wakes the loop for it.
+        sup.svcs[0].state = State::Backoff;
+        sup.svcs[0].next_start = Some(Instant::now() + Duration::from_millis(300));
+        let w = sup.next_wakeup();
+        assert!(
+            w <= Duration::from_millis(300) && w > Duration::from_millis(200),
+            "{w:?}"
+        );
+    }
 }
