@@ -161,9 +161,11 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
     let plan = match identify(&head) {
         Content::Blank => {
             crate::info!("{}: blank, formatting ext4 (first boot)", dev.display());
+            // nodiscard: the disk is new and blank, so mkfs's default
+            // discard of every block first is work for nothing at boot.
             let code = run(Command::new("/usr/sbin/mkfs.ext4")
                 .args(["-q", "-F", "-L", "hull-data", "-E"])
-                .arg("lazy_itable_init=1,lazy_journal_init=1")
+                .arg("lazy_itable_init=1,lazy_journal_init=1,nodiscard")
                 .arg(dev))?;
             if code != 0 {
                 return Err(format!("mkfs.ext4 {} failed ({code})", dev.display()));
