@@ -83,14 +83,30 @@ fn thread_cpu() -> Vec<(String, f64)> {
 /// /proc/self/task, yet count in init's total.
 static ENDED: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
 
+/// This thread's CPU so far, ms.
+fn this_thread_ms() -> f64 {
+    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+        .map(|r| ms(r.user_time()) + ms(r.system_time()))
+        .unwrap_or(0.0)
+}
+
 /// Called last by a thread that ends: adds its CPU to [`ENDED`].
 pub fn thread_ended() {
-    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
-    let Ok(r) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) else {
-        return;
-    };
-    let cpu = ms(r.user_time()) + ms(r.system_time());
+    add_ended(
+        std::thread::current().name().unwrap_or("?").to_string(),
+        this_thread_ms(),
+    );
+}
+
+/// Adds this thread's CPU so far to [`ENDED`] as `<thread>: <part>` too
+/// (the thread's own total still comes with [`thread_ended`]).
+pub fn thread_part(part: &str) {
     let name = std::thread::current().name().unwrap_or("?").to_string();
+    add_ended(format!("{name}: {part}"), this_thread_ms());
+}
+
+fn add_ended(name: String, cpu: f64) {
     if let Ok(mut v) = ENDED.lock() {
         if let Some((_, t)) = v.iter_mut().find(|(n, _)| *n == name) {
             *t += cpu;

@@ -503,7 +503,9 @@ fn watch(name: &'static str, pid: i32, ready: &Ready, tx: &Sender<Event>) {
     let path = match ready {
         Ready::Socket(p) | Ready::Ping(p) | Ready::File(p) => p,
     };
-    if !wait_for_path(path, until, &alive) {
+    let found = wait_for_path(path, until, &alive);
+    crate::status::thread_part("waiting for the path");
+    if !found {
         return;
     }
     // The path exists; a socket may not listen yet (bound, not yet
@@ -538,6 +540,10 @@ pub fn wait_for_path(path: &std::path::Path, until: Instant, alive: &dyn Fn() ->
     use nix::poll::{poll, PollFd, PollFlags};
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     use std::os::fd::AsFd;
+    // One inotify instance for the whole wait: making and closing one per
+    // wake-up was most of a watcher's CPU under TCG.
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok();
+    let mut watching = None;
     loop {
         if path.exists() {
             return true;
@@ -545,24 +551,37 @@ pub fn wait_for_path(path: &std::path::Path, until: Instant, alive: &dyn Fn() ->
         if !alive() || Instant::now() >= until {
             return false;
         }
-        let watched = path
-            .ancestors()
-            .skip(1)
-            .find(|a| a.is_dir())
-            .and_then(|dir| {
-                let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-                ino.add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-                    .ok()?;
-                // Made between the check above and the watch: no event will come.
-                if !path.exists() {
-                    let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
-                    let _ = poll(&mut fds, 1000u16);
+        let dir = path.ancestors().skip(1).find(|a| a.is_dir());
+        let watched = match (&ino, dir) {
+            (Some(ino), Some(dir)) => {
+                if watching
+                    .as_ref()
+                    .map(|(d, _): &(std::path::PathBuf, _)| d.as_path())
+                    != Some(dir)
+                {
+                    if let Some((_, wd)) = watching.take() {
+                        let _ = ino.rm_watch(wd);
+                    }
+                    watching = ino
+                        .add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                        .ok()
+                        .map(|wd| (dir.to_path_buf(), wd));
                 }
-                Some(())
-            });
-        if watched.is_none() {
+                watching.is_some().then_some(ino)
+            }
+            _ => None,
+        };
+        let Some(ino) = watched else {
             // No inotify (or no ancestor at all): fall back to a slow poll.
             std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        // Made between the check above and the watch: no event will come.
+        if !path.exists() {
+            let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, 1000u16);
+            // Drained, or the next poll returns at once.
+            while ino.read_events().is_ok_and(|e| !e.is_empty()) {}
         }
     }
 }
@@ -624,6 +643,32 @@ pub fn summary(st: &[SvcStatus]) -> String {
 mod tests {
     use super::*;
     use crate::services::table;
+
+    #[test]
+    fn a_path_made_later_below_a_missing_folder_is_seen_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/sock");
+        let made = target.clone();
+        let maker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::create_dir(made.parent().unwrap()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(&made, b"").unwrap();
+        });
+        let t = Instant::now();
+        let until = t + Duration::from_secs(10);
+        assert!(wait_for_path(&target, until, &|| true));
+        // Woken by the events, not by the 1 s timeout of each poll.
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
+        maker.join().unwrap();
+        // A dead service is never waited for.
+        let never = dir.path().join("never");
+        assert!(!wait_for_path(&never, until, &|| false));
+    }
 
     #[test]
     fn an_idle_loop_sleeps_until_an_event_or_a_due_restart() {
