@@ -78,9 +78,9 @@ pub fn is_warning(line: &[u8]) -> bool {
 
 /// Copies a service's output (stdout and stderr share one pipe) into its
 /// log until the pipe closes. Lines are split and scanned for warnings in
-/// place, and each read's worth of lines goes to the file in one write:
-/// two writes per line made the pumps most of init's CPU under TCG while
-/// containerd and dockerd log their start.
+/// place, and each read's worth of lines goes to the file in one write
+/// (it was two writes per line: every syscall is dear under TCG while
+/// containerd and dockerd log their start).
 pub fn pump(name: String, stream: impl Read + Send + 'static, log: Arc<Mutex<LogFile>>) {
     let who = name.clone();
     let spawned = std::thread::Builder::new()
