@@ -21,7 +21,7 @@ pub fn path(name: &str) -> PathBuf {
 pub use hull_init::request::valid_name;
 
 pub struct LogFile {
-    name: String,
+    path: PathBuf,
     file: Option<File>,
     written: u64,
 }
@@ -29,11 +29,14 @@ pub struct LogFile {
 impl LogFile {
     pub fn open(name: &str) -> Arc<Mutex<LogFile>> {
         let _ = fs::create_dir_all(DIR);
-        let p = path(name);
+        Self::at(path(name))
+    }
+
+    fn at(p: PathBuf) -> Arc<Mutex<LogFile>> {
         let file = OpenOptions::new().create(true).append(true).open(&p).ok();
         let written = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
         Arc::new(Mutex::new(LogFile {
-            name: name.to_string(),
+            path: p,
             file,
             written,
         }))
@@ -42,9 +45,9 @@ impl LogFile {
     /// Appends whole lines (each ending in `\n`) in one write.
     pub fn write(&mut self, lines: &[u8]) {
         if self.written + lines.len() as u64 > CAP_BYTES {
-            let p = path(&self.name);
-            let _ = fs::rename(&p, p.with_extension("log.1"));
-            self.file = OpenOptions::new().create(true).append(true).open(&p).ok();
+            let p = &self.path;
+            let _ = fs::rename(p, p.with_extension("log.1"));
+            self.file = OpenOptions::new().create(true).append(true).open(p).ok();
             self.written = 0;
         }
         if let Some(f) = &mut self.file {
@@ -141,6 +144,36 @@ mod tests {
         assert!(!valid_name("../etc/shadow"));
         assert!(!valid_name(""));
         assert!(!valid_name("a/b"));
+    }
+
+    #[test]
+    fn the_pump_keeps_every_line_and_cuts_endless_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("svc.log");
+        let log = LogFile::at(file.clone());
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        pump("svc".into(), File::from(r), log);
+        let mut w = File::from(w);
+        let long = vec![b'x'; MAX_LINE + 10];
+        w.write_all(b"one\r\ntwo\n").unwrap();
+        w.write_all(&long).unwrap();
+        w.write_all(b"\nlast without newline").unwrap();
+        drop(w);
+        let want = format!(
+            "one\ntwo\n{}\n{}\nlast without newline\n",
+            "x".repeat(MAX_LINE),
+            "x".repeat(10)
+        );
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut got = String::new();
+        while std::time::Instant::now() < until {
+            got = fs::read_to_string(&file).unwrap_or_default();
+            if got.len() >= want.len() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(got, want);
     }
 
     #[test]
