@@ -6,9 +6,17 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
+
+use crate::services::Ready;
+use crate::supervisor::{ping, wait_for_path, Event};
 
 /// Reads one HTTP/1.1 answer with a `Content-Length` (dockerd's answers
 /// to `/_ping` and to a create are small and carry one); returns the
@@ -277,4 +285,164 @@ pub fn engine_runtime(name: &str) -> Value {
         Ok(()) => json!({"ok": true, "runtime": name, "path": target}),
         Err(e) => json!({"error": format!("{RUNTIME_LINK} -> {target}: {e}")}),
     }
+}
+
+/// The services `bench-engine-floor` stops and hands back, in stop order.
+const FLOOR_HELD: &[&str] = &["hull-gate", "dockerd", "containerd"];
+
+/// Asks the supervisor to hold (`true`) or release the engine's services.
+fn hold(tx: &Sender<Event>, hold: bool) -> Result<Vec<i32>, String> {
+    let (rtx, rrx) = mpsc::channel();
+    tx.send(Event::Hold {
+        names: FLOOR_HELD.to_vec(),
+        hold,
+        reply: rtx,
+    })
+    .map_err(|_| "init is stopping".to_string())?;
+    rrx.recv_timeout(Duration::from_secs(10))
+        .map_err(|_| "the supervisor did not answer".to_string())
+}
+
+/// Whether every pid in `pids` is gone (exited and reaped) within `within`.
+fn gone(pids: &[i32], within: Duration) -> bool {
+    let until = Instant::now() + within;
+    loop {
+        if pids.iter().all(|p| kill(Pid::from_raw(*p), None).is_err()) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop(pids: &[i32]) -> Result<(), String> {
+    for p in pids {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
+    }
+    if gone(pids, Duration::from_secs(20)) {
+        return Ok(());
+    }
+    for p in pids {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+    }
+    if gone(pids, Duration::from_secs(5)) {
+        Ok(())
+    } else {
+        Err(format!("processes {pids:?} did not exit after SIGKILL"))
+    }
+}
+
+/// `bench-engine-floor`: see [`crate::control::Request::BenchEngineFloor`].
+/// The services come back (released to the supervisor) whatever happened.
+pub fn engine_floor(tx: &Sender<Event>) -> Value {
+    let pids = match hold(tx, true) {
+        Ok(p) => p,
+        Err(e) => return json!({"error": format!("holding the engine's services: {e}")}),
+    };
+    let measured = stop(&pids).and_then(|()| floor_run());
+    let released = hold(tx, false);
+    match (measured, released) {
+        (Ok(v), Ok(_)) => v,
+        (Err(e), _) => json!({"error": e}),
+        (Ok(_), Err(e)) => json!({"error": format!("releasing the engine's services: {e}")}),
+    }
+}
+
+/// containerd and dockerd alone, exec'd together as the supervisor does,
+/// with no log pump (their output goes nowhere) and no readiness thread of
+/// init's but this one: the floor hull's services are compared with.
+fn floor_run() -> Result<Value, String> {
+    // A first start, as at boot: no state of the run just stopped.
+    for d in [
+        "/var/lib/docker",
+        "/var/lib/containerd",
+        "/run/docker",
+        "/run/containerd",
+    ] {
+        match std::fs::remove_dir_all(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("clearing {d}: {e}")),
+        }
+    }
+    for d in ["/var/lib/docker", "/var/lib/containerd"] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+    }
+    let _ = std::fs::remove_file(crate::engine::DOCKER_SOCK);
+    // Binaries and libraries read from the disk, as at boot.
+    let cold = std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
+    let table = crate::services::table();
+    let def = |name: &str| {
+        table
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| format!("no service {name} in the table"))
+    };
+    let (containerd, dockerd) = (def("containerd")?, def("dockerd")?);
+    let spawn = |d: &crate::services::ServiceDef| {
+        std::process::Command::new(&d.argv[0])
+            .args(&d.argv[1..])
+            .env_clear()
+            .envs(d.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map(|c| c.id() as i32)
+            .map_err(|e| format!("starting {}: {e}", d.argv[0]))
+    };
+    let t0 = Instant::now();
+    let cpid = spawn(containerd)?;
+    let dpid = match spawn(dockerd) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = stop(&[cpid]);
+            return Err(e);
+        }
+    };
+    let result = (|| {
+        let until = t0 + Duration::from_secs(180);
+        let csock = match &containerd.ready {
+            Ready::Socket(p) => p.clone(),
+            other => return Err(format!("containerd's readiness is {other:?}")),
+        };
+        // dockerd cannot answer before containerd serves, so one thread
+        // times both, in that order.
+        let c_ms = (|| {
+            let alive = || kill(Pid::from_raw(cpid), None).is_ok();
+            if !wait_for_path(&csock, until, &alive) {
+                return None;
+            }
+            while alive() && Instant::now() < until {
+                if UnixStream::connect(&csock).is_ok() {
+                    return Some(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })();
+        let alive = || kill(Pid::from_raw(dpid), None).is_ok();
+        let sock = std::path::Path::new(crate::engine::DOCKER_SOCK);
+        if !wait_for_path(sock, until, &alive) {
+            return Err("dockerd died or never made its socket".to_string());
+        }
+        while alive() && Instant::now() < until {
+            if ping(sock) {
+                return Ok(json!({
+                    "ok": true,
+                    "containerd_socket_ms": c_ms,
+                    "dockerd_ping_ms": t0.elapsed().as_secs_f64() * 1000.0,
+                    "cold_cache": cold,
+                    "state_cleared": true,
+                }));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err("dockerd never answered /_ping".to_string())
+    })();
+    stop(&[dpid, cpid])?;
+    result
 }

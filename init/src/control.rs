@@ -109,6 +109,7 @@ pub fn serve(tx: Sender<Event>) {
                             if let Err(e) = handle(conn, tx) {
                                 crate::debug!("control connection: {e}");
                             }
+                            crate::status::thread_ended();
                         });
                 }
                 Err(e) => {
@@ -176,6 +177,8 @@ fn handle(conn: Conn, tx: Sender<Event>) -> io::Result<()> {
         Request::BenchEngineRuntime { runtime } => {
             reply_json(&mut w, &crate::bench::engine_runtime(&runtime))
         }
+        #[cfg(feature = "bench")]
+        Request::BenchEngineFloor => reply_json(&mut w, &crate::bench::engine_floor(&tx)),
         other => {
             let (rtx, rrx) = mpsc::channel();
             if tx.send(Event::Control(other, rtx)).is_err() {

@@ -113,6 +113,17 @@ pub struct Outcome {
     pub migrated: Option<String>,
     /// resize2fs's report when the filesystem grew to a bigger disk.
     pub grown: Option<String>,
+    /// init's own CPU (ms) per step (probe, mkfs/e2fsck, mount, stamp):
+    /// the helpers' own CPU is their own (RUSAGE_CHILDREN), the mounts
+    /// are the kernel working in init's context.
+    pub cpu_steps: Vec<(String, f64)>,
+}
+
+/// Adds init's CPU since `*since` as `step` and moves `*since` on.
+fn spent(o: &mut Outcome, step: &str, since: &mut f64) {
+    let (user, sys) = crate::status::cpu_split();
+    o.cpu_steps.push((step.to_string(), user + sys - *since));
+    *since = user + sys;
 }
 
 pub fn setup() -> Outcome {
@@ -125,6 +136,7 @@ pub fn setup() -> Outcome {
         found: None,
         migrated: None,
         grown: None,
+        cpu_steps: Vec::new(),
     };
     let Some(dev) = find_by_serial(SERIAL) else {
         o.error = Some(format!(
@@ -140,23 +152,32 @@ pub fn setup() -> Outcome {
 }
 
 fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
+    let mut since = {
+        let (user, sys) = crate::status::cpu_split();
+        user + sys
+    };
     let head = read_head(dev)?;
+    spent(o, "probe", &mut since);
     let plan = match identify(&head) {
         Content::Blank => {
             crate::info!("{}: blank, formatting ext4 (first boot)", dev.display());
+            // nodiscard: the disk is new and blank, so mkfs's default
+            // discard of every block first is work for nothing at boot.
             let code = run(Command::new("/usr/sbin/mkfs.ext4")
                 .args(["-q", "-F", "-L", "hull-data", "-E"])
-                .arg("lazy_itable_init=1,lazy_journal_init=1")
+                .arg("lazy_itable_init=1,lazy_journal_init=1,nodiscard")
                 .arg(dev))?;
             if code != 0 {
                 return Err(format!("mkfs.ext4 {} failed ({code})", dev.display()));
             }
             o.formatted = true;
+            spent(o, "mkfs.ext4", &mut since);
             None
         }
         Content::Ext4 => {
             // Before anything may write: is this a disk we understand?
             let text = read_stamp(dev)?;
+            spent(o, "stamp read (read-only mount)", &mut since);
             let plan = stamp::plan(text.as_deref(), stamp::current_format())
                 .map_err(|e| format!("{} refused: {e}", dev.display()))?;
             // -p repairs what is safe without asking (including replaying the
@@ -168,7 +189,9 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
                     dev.display()
                 ));
             }
+            spent(o, "e2fsck", &mut since);
             o.grown = grow(dev, &head)?;
+            spent(o, "grow check", &mut since);
             Some(plan)
         }
         Content::Other(what) => {
@@ -187,6 +210,7 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
     )
     .map_err(|e| format!("mount {} on {MOUNT_POINT}: {e}", dev.display()))?;
     o.mounted = true;
+    spent(o, "mount", &mut since);
     for d in ["hull", "docker", "containerd"] {
         let _ = fs::create_dir_all(Path::new(MOUNT_POINT).join(d));
     }
@@ -223,6 +247,7 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
             o.format = Some(ours.format);
         }
     }
+    spent(o, "directories and stamp", &mut since);
     Ok(())
 }
 

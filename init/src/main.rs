@@ -302,7 +302,8 @@ fn control_reply(sup: &mut Supervisor, facts: &Facts, req: control::Request) -> 
         | control::Request::Sink { .. }
         | control::Request::Echo { .. }
         | control::Request::BenchRuntimes { .. }
-        | control::Request::BenchEngineRuntime { .. } => {
+        | control::Request::BenchEngineRuntime { .. }
+        | control::Request::BenchEngineFloor => {
             json!({"error": "served by the connection"})
         }
     }

@@ -77,6 +77,13 @@ pub enum Request {
     BenchEngineRuntime {
         runtime: String,
     },
+    /// Benchmark: the engine's floor. Stops containerd, dockerd and the
+    /// gate, clears their state (a first start, as at boot), then starts
+    /// containerd and dockerd by hand with the service table's argv and
+    /// times exec -> containerd's socket and exec -> dockerd's `/_ping`;
+    /// stops them and hands the services back to the supervisor.
+    #[cfg(feature = "bench")]
+    BenchEngineFloor,
 }
 
 /// The operations only the bench image's init serves (`bench` feature).
@@ -86,6 +93,7 @@ pub const BENCH_OPS: &[&str] = &[
     "echo",
     "bench-runtimes",
     "bench-engine-runtime",
+    "bench-engine-floor",
 ];
 
 /// The request in the first data frame of a control connection: one JSON
@@ -138,6 +146,7 @@ mod tests {
             r#"{"op":"echo","port":5100}"#,
             r#"{"op":"bench-runtimes","iterations":1}"#,
             r#"{"op":"bench-engine-runtime","runtime":"crun"}"#,
+            r#"{"op":"bench-engine-floor"}"#,
         ];
         assert_eq!(reqs.len(), BENCH_OPS.len());
         for (req, op) in reqs.iter().zip(BENCH_OPS) {
@@ -165,6 +174,10 @@ mod tests {
         assert!(matches!(
             parse(br#"{"op":"bench-engine-runtime","runtime":"crun"}"#),
             Ok(Request::BenchEngineRuntime { .. })
+        ));
+        assert!(matches!(
+            parse(br#"{"op":"bench-engine-floor"}"#),
+            Ok(Request::BenchEngineFloor)
         ));
         let e = parse(br#"{"op":"echo","port":1,"x":1}"#)
             .unwrap_err()

@@ -46,11 +46,23 @@ pub struct SelfUsage {
     /// behalf (mounting filesystems, the data disk, spawning services).
     pub init_user_ms: f64,
     pub init_sys_ms: f64,
+    /// The kernel's boot work (user, system) counted to PID 1 before
+    /// init's main(): where the timeline's `cpu_ms` and `sys_ms` start.
+    pub start_user_ms: f64,
+    pub start_sys_ms: f64,
+    /// CPU of init's children once reaped (RUSAGE_CHILDREN), user and
+    /// kernel: the setup helpers init runs and waits for (mkfs.ext4,
+    /// e2fsck, resize2fs, ...), and services that have exited. Not part of
+    /// `init_cpu_ms`, shown so that moving work out of init hides nothing.
+    pub children_user_ms: f64,
+    pub children_sys_ms: f64,
     /// Resident set size, KiB.
     pub rss_kib: u64,
     pub max_rss_kib: u64,
     /// CPU per thread (name, ms), to see where init's time goes.
     pub threads: Vec<(String, f64)>,
+    /// CPU of threads that have ended, summed by name (ms).
+    pub ended_threads: Vec<(String, f64)>,
 }
 
 /// utime + stime of each of init's threads, from /proc/self/task.
@@ -66,6 +78,45 @@ fn thread_cpu() -> Vec<(String, f64)> {
         .collect()
 }
 
+/// CPU of init's threads that have ended (readiness watchers, control
+/// connections), summed by thread name, ms: they leave nothing in
+/// /proc/self/task, yet count in init's total.
+static ENDED: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
+/// This thread's CPU so far, ms.
+fn this_thread_ms() -> f64 {
+    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+        .map(|r| ms(r.user_time()) + ms(r.system_time()))
+        .unwrap_or(0.0)
+}
+
+/// Called last by a thread that ends: adds its CPU to [`ENDED`].
+pub fn thread_ended() {
+    add_ended(
+        std::thread::current().name().unwrap_or("?").to_string(),
+        this_thread_ms(),
+    );
+}
+
+/// Adds this thread's CPU so far to [`ENDED`] as `<thread>: <part>` too
+/// (the thread's own total still comes with [`thread_ended`]).
+pub fn thread_part(part: &str) {
+    let name = std::thread::current().name().unwrap_or("?").to_string();
+    add_ended(format!("{name}: {part}"), this_thread_ms());
+}
+
+fn add_ended(name: String, cpu: f64) {
+    if let Ok(mut v) = ENDED.lock() {
+        if let Some((_, t)) = v.iter_mut().find(|(n, _)| *n == name) {
+            *t += cpu;
+        } else if v.len() < 64 {
+            // Bounded: names are per service and per kind of connection.
+            v.push((name, cpu));
+        }
+    }
+}
+
 /// User and system CPU time PID 1 had used when init's main() began (the
 /// kernel's boot work).
 pub static CPU_AT_START: std::sync::OnceLock<(f64, f64)> = std::sync::OnceLock::new();
@@ -79,7 +130,12 @@ pub fn cpu_split() -> (f64, f64) {
 }
 
 pub fn self_usage() -> SelfUsage {
-    let ru = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok();
+    use nix::sys::resource::{getrusage, UsageWho};
+    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
+    let (children_user_ms, children_sys_ms) = getrusage(UsageWho::RUSAGE_CHILDREN)
+        .map(|r| (ms(r.user_time()), ms(r.system_time())))
+        .unwrap_or((0.0, 0.0));
+    let ru = getrusage(UsageWho::RUSAGE_SELF).ok();
     let (user, sys) = cpu_split();
     let cpu_ms = user + sys;
     let (user0, sys0) = CPU_AT_START.get().copied().unwrap_or((0.0, 0.0));
@@ -94,9 +150,14 @@ pub fn self_usage() -> SelfUsage {
         init_cpu_ms: cpu_ms - user0 - sys0,
         init_user_ms: user - user0,
         init_sys_ms: sys - sys0,
+        start_user_ms: user0,
+        start_sys_ms: sys0,
+        children_user_ms,
+        children_sys_ms,
         rss_kib,
         max_rss_kib,
         threads: thread_cpu(),
+        ended_threads: ENDED.lock().map(|v| v.clone()).unwrap_or_default(),
     }
 }
 

@@ -24,10 +24,25 @@ use crate::status::Timeline;
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 pub enum Event {
-    Exited { pid: i32, code: String },
-    Ready { name: &'static str, pid: i32 },
+    Exited {
+        pid: i32,
+        code: String,
+    },
+    Ready {
+        name: &'static str,
+        pid: i32,
+    },
     Signal(Signal),
     Control(crate::control::Request, Sender<serde_json::Value>),
+    /// Benchmark (`bench-engine-floor`): `hold` stops these services and
+    /// keeps them stopped (the reply: the pids signalled); `!hold` hands
+    /// them back, to be started as at boot.
+    #[cfg(feature = "bench")]
+    Hold {
+        names: Vec<&'static str>,
+        hold: bool,
+        reply: Sender<Vec<i32>>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -176,26 +191,38 @@ impl Supervisor {
         let Some(s) = self.svc(name) else { return };
         let def = s.def.clone();
         let log = LogFile::open(def.name);
+        // stdout and stderr share one pipe: one pump thread per service.
+        let (out, err, reader) = match output_pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                crate::error!(
+                    "{}: no pipe for its output ({e}); it goes nowhere",
+                    def.name
+                );
+                (Stdio::null(), Stdio::null(), None)
+            }
+        };
         let mut cmd = Command::new(&def.argv[0]);
         cmd.args(&def.argv[1..])
             .env_clear()
             .envs(def.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(out)
+            .stderr(err);
         // Own process group: a service's signals never reach init. Without a
         // pre_exec hook std uses posix_spawn (no fork of init's address
         // space: measured ~100 ms per start under TCG with fork) and resets
         // the child's signal mask, which init's sigwait thread relies on.
         cmd.process_group(0);
-        match cmd.spawn() {
-            Ok(mut child) => {
+        let spawned = cmd.spawn();
+        // The write ends go with `cmd`: the pump sees EOF when the service
+        // (and whatever inherited them) is gone.
+        drop(cmd);
+        match spawned {
+            Ok(child) => {
                 let pid = child.id() as i32;
-                if let Some(out) = child.stdout.take() {
-                    logs::pump(def.name.to_string(), out, log.clone());
-                }
-                if let Some(err) = child.stderr.take() {
-                    logs::pump(def.name.to_string(), err, log);
+                if let Some(r) = reader {
+                    logs::pump(def.name.to_string(), std::fs::File::from(r), log);
                 }
                 // The reaper collects the exit; dropping Child does not wait.
                 drop(child);
@@ -337,22 +364,66 @@ impl Supervisor {
                         return;
                     }
                 }
+                #[cfg(feature = "bench")]
+                Ok(Event::Hold { names, hold, reply }) => {
+                    let _ = reply.send(self.hold(&names, hold));
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
 
+    /// See [`Event::Hold`]. A held service is `Stopping`, then `Stopped`,
+    /// which `tick` never restarts; released, it is `Waiting` again.
+    #[cfg(feature = "bench")]
+    fn hold(&mut self, names: &[&'static str], hold: bool) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for name in names {
+            let Some(s) = self.svc(name) else { continue };
+            if !hold {
+                if s.state == State::Stopped {
+                    s.state = State::Waiting;
+                }
+                continue;
+            }
+            match s.pid {
+                Some(pid) => {
+                    s.state = State::Stopping;
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                    pids.push(pid);
+                }
+                None => s.state = State::Stopped,
+            }
+        }
+        crate::info!(
+            "bench: {} {}",
+            if hold { "holding" } else { "releasing" },
+            names.join(", ")
+        );
+        pids
+    }
+
+    /// How long the loop may sleep: until the next restart is due, at most
+    /// 1 s while a service is still starting (its readiness deadline), and
+    /// without end when nothing is pending: an idle init wakes for events
+    /// only.
     fn next_wakeup(&self) -> Duration {
         let now = Instant::now();
+        let starting = self.svcs.iter().any(|s| s.state == State::Starting);
+        let idle = if starting {
+            Duration::from_secs(1)
+        } else {
+            IDLE_WAIT
+        };
         self.svcs
             .iter()
             .filter_map(|s| s.next_start)
             .filter(|t| *t > now)
             .map(|t| t - now)
             .min()
-            .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1))
+            .unwrap_or(idle)
+            .min(idle)
     }
 
     /// Stops services in reverse start order: SIGTERM, wait, SIGKILL.
@@ -417,36 +488,46 @@ fn watch_ready(name: &'static str, pid: i32, ready: Ready, tx: Sender<Event>) {
     let spawned = std::thread::Builder::new()
         .name(format!("ready-{name}"))
         .spawn(move || {
-            let until = Instant::now() + READY_TIMEOUT * 2;
-            // A dead process is never ready; the reaper reports the exit.
-            let alive = || kill(Pid::from_raw(pid), None).is_ok();
-            let path = match &ready {
-                Ready::Socket(p) | Ready::Ping(p) | Ready::File(p) => p,
-            };
-            if !wait_for_path(path, until, &alive) {
-                return;
-            }
-            // The path exists; a socket may not listen yet (bound, not yet
-            // listening, or left by an earlier run of the service).
-            let mut pause = RETRY;
-            while alive() && Instant::now() < until {
-                let ok = match &ready {
-                    Ready::Socket(p) => UnixStream::connect(p).is_ok(),
-                    Ready::Ping(p) => ping(p),
-                    Ready::File(_) => true,
-                };
-                if ok {
-                    let _ = tx.send(Event::Ready { name, pid });
-                    return;
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
+            watch(name, pid, &ready, &tx);
+            crate::status::thread_ended();
         });
     if let Err(e) = spawned {
         crate::error!("cannot watch {name}'s readiness: {e}");
     }
 }
+
+fn watch(name: &'static str, pid: i32, ready: &Ready, tx: &Sender<Event>) {
+    let until = Instant::now() + READY_TIMEOUT * 2;
+    // A dead process is never ready; the reaper reports the exit.
+    let alive = || kill(Pid::from_raw(pid), None).is_ok();
+    let path = match ready {
+        Ready::Socket(p) | Ready::Ping(p) | Ready::File(p) => p,
+    };
+    let found = wait_for_path(path, until, &alive);
+    crate::status::thread_part("waiting for the path");
+    if !found {
+        return;
+    }
+    // The path exists; a socket may not listen yet (bound, not yet
+    // listening, or left by an earlier run of the service).
+    let mut pause = RETRY;
+    while alive() && Instant::now() < until {
+        let ok = match ready {
+            Ready::Socket(p) => UnixStream::connect(p).is_ok(),
+            Ready::Ping(p) => ping(p),
+            Ready::File(_) => true,
+        };
+        if ok {
+            let _ = tx.send(Event::Ready { name, pid });
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The loop's sleep when nothing is pending (events wake it sooner).
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
 /// First pause (doubling to 0.5 s) between attempts once a readiness path exists but does not answer.
 const RETRY: Duration = Duration::from_millis(20);
@@ -459,6 +540,10 @@ pub fn wait_for_path(path: &std::path::Path, until: Instant, alive: &dyn Fn() ->
     use nix::poll::{poll, PollFd, PollFlags};
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     use std::os::fd::AsFd;
+    // One inotify instance for the whole wait: making and closing one per
+    // wake-up was most of a watcher's CPU under TCG.
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok();
+    let mut watching = None;
     loop {
         if path.exists() {
             return true;
@@ -466,24 +551,37 @@ pub fn wait_for_path(path: &std::path::Path, until: Instant, alive: &dyn Fn() ->
         if !alive() || Instant::now() >= until {
             return false;
         }
-        let watched = path
-            .ancestors()
-            .skip(1)
-            .find(|a| a.is_dir())
-            .and_then(|dir| {
-                let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-                ino.add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-                    .ok()?;
-                // Made between the check above and the watch: no event will come.
-                if !path.exists() {
-                    let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
-                    let _ = poll(&mut fds, 1000u16);
+        let dir = path.ancestors().skip(1).find(|a| a.is_dir());
+        let watched = match (&ino, dir) {
+            (Some(ino), Some(dir)) => {
+                if watching
+                    .as_ref()
+                    .map(|(d, _): &(std::path::PathBuf, _)| d.as_path())
+                    != Some(dir)
+                {
+                    if let Some((_, wd)) = watching.take() {
+                        let _ = ino.rm_watch(wd);
+                    }
+                    watching = ino
+                        .add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                        .ok()
+                        .map(|wd| (dir.to_path_buf(), wd));
                 }
-                Some(())
-            });
-        if watched.is_none() {
+                watching.is_some().then_some(ino)
+            }
+            _ => None,
+        };
+        let Some(ino) = watched else {
             // No inotify (or no ancestor at all): fall back to a slow poll.
             std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        // Made between the check above and the watch: no event will come.
+        if !path.exists() {
+            let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, 1000u16);
+            // Drained, or the next poll returns at once.
+            while ino.read_events().is_ok_and(|e| !e.is_empty()) {}
         }
     }
 }
@@ -491,10 +589,20 @@ pub fn wait_for_path(path: &std::path::Path, until: Instant, alive: &dyn Fn() ->
 /// dockerd answers `GET /_ping` with `200 OK` and the body `OK` once its
 /// API is up. Its socket listens long before that and queues the request,
 /// so one request waits out the start instead of a request every 100 ms.
-fn ping(sock: &std::path::Path) -> bool {
+pub fn ping(sock: &std::path::Path) -> bool {
     hull_http::blocking::get(sock, "/_ping", 64, Duration::from_secs(60))
         .and_then(|r| r.ok("/_ping"))
         .is_ok_and(|body| body == "OK")
+}
+
+/// A pipe for a service's stdout and stderr: (its stdout, its stderr,
+/// init's read end).
+fn output_pipe() -> nix::Result<(Stdio, Stdio, Option<std::os::fd::OwnedFd>)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let w2 = w
+        .try_clone()
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EMFILE)))?;
+    Ok((Stdio::from(w), Stdio::from(w2), Some(r)))
 }
 
 /// Reaps every exited child, services and orphans alike.
@@ -529,4 +637,55 @@ pub fn summary(st: &[SvcStatus]) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::table;
+
+    #[test]
+    fn a_path_made_later_below_a_missing_folder_is_seen_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/sock");
+        let made = target.clone();
+        let maker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::create_dir(made.parent().unwrap()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(&made, b"").unwrap();
+        });
+        let t = Instant::now();
+        let until = t + Duration::from_secs(10);
+        assert!(wait_for_path(&target, until, &|| true));
+        // Woken by the events, not by the 1 s timeout of each poll.
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
+        maker.join().unwrap();
+        // A dead service is never waited for.
+        let never = dir.path().join("never");
+        assert!(!wait_for_path(&never, until, &|| false));
+    }
+
+    #[test]
+    fn an_idle_loop_sleeps_until_an_event_or_a_due_restart() {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let mut sup = Supervisor::new(table(), tx, Timeline::default());
+        // Nothing starting, nothing to restart: no timer at all.
+        assert_eq!(sup.next_wakeup(), IDLE_WAIT);
+        // A service starting: its readiness deadline is checked each second.
+        sup.svcs[0].state = State::Starting;
+        assert_eq!(sup.next_wakeup(), Duration::from_secs(1));
+        // A restart due soon wakes the loop for it.
+        sup.svcs[0].state = State::Backoff;
+        sup.svcs[0].next_start = Some(Instant::now() + Duration::from_millis(300));
+        let w = sup.next_wakeup();
+        assert!(
+            w <= Duration::from_millis(300) && w > Duration::from_millis(200),
+            "{w:?}"
+        );
+    }
 }

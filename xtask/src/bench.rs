@@ -14,6 +14,8 @@ use xshell::Shell;
 use crate::vmtest::{self, vm::Vm};
 use crate::{paths, vm};
 
+#[path = "bench_boot.rs"]
+mod boot;
 #[path = "kernel_bench.rs"]
 mod kernel_options;
 #[path = "bench_shares.rs"]
@@ -76,6 +78,12 @@ pub struct Args {
     /// end to end with dockerd on hull-runtime and on crun); no host tier.
     #[arg(long, conflicts_with_all = ["no_vm", "kernel_options", "shares_only"])]
     pub runtimes_only: bool,
+    /// A quick subset: one boot of the bench image, only the boot figures
+    /// (init's CPU by stage and RSS, `hull up` -> engine ready in phases,
+    /// and dockerd alone started by hand in that VM as the floor); no
+    /// host tier.
+    #[arg(long, conflicts_with_all = ["no_vm", "kernel_options", "shares_only", "runtimes_only"])]
+    pub boot_only: bool,
     /// `docker run --rm busybox true` per runtime in the end-to-end figure.
     #[arg(long, default_value_t = 10)]
     pub docker_run_rounds: usize,
@@ -224,6 +232,8 @@ pub fn run(args: &Args) -> Result<()> {
                 metrics.extend(runtimes_only(args, &hull, &image)?);
             } else if args.ping_only {
                 metrics.extend(ping_only(args, &hull, &image)?);
+            } else if args.boot_only {
+                metrics.extend(boot::run(&hull, &image)?);
             } else {
                 if !args.shares_only {
                     metrics.extend(boot_metrics(args, &vmargs, &image)?);
@@ -270,6 +280,15 @@ pub fn run(args: &Args) -> Result<()> {
         skipped.insert(
             "vm/other".into(),
             json!("--runtimes-only: no boot, init, channel, ping or share figures"),
+        );
+    } else if args.boot_only {
+        skipped.insert(
+            "host".into(),
+            json!("--boot-only measures one boot in the VM only"),
+        );
+        skipped.insert(
+            "vm/other".into(),
+            json!("--boot-only: no channel, ping, runtime, memory or share figures"),
         );
     } else if args.shares_only {
         skipped.insert(
@@ -404,36 +423,9 @@ fn vm_metrics(args: &Args, hull: &Path, image: &Path) -> Result<Vec<Metric>> {
             "",
         ));
     }
-    let init = &st["guest"]["init"];
-    m.push(metric(
-        "init's own CPU time",
-        "ms",
-        init["init_cpu_ms"].as_f64().unwrap_or(f64::NAN),
-        None,
-        "goal < 50 ms",
-    ));
-    // The split shows where it goes: init's code, or the kernel working on
-    // its behalf (ext4 mount, API filesystems, spawning), which TCG slows most.
-    for (key, what) in [
-        ("init_user_ms", "in user space (init's code)"),
-        ("init_sys_ms", "in the kernel on init's behalf"),
-    ] {
-        m.push(metric(
-            &format!("init's own CPU time {what}"),
-            "ms",
-            init[key].as_f64().unwrap_or(f64::NAN),
-            None,
-            "",
-        ));
-    }
-    m.push(metric(
-        "init's RSS",
-        "KiB",
-        init["rss_kib"].as_f64().unwrap_or(f64::NAN),
-        None,
-        "goal < 4096 KiB",
-    ));
+    m.extend(boot::init_metrics(&st));
     m.extend(phase_metrics(&st));
+    m.extend(boot::floor_metrics(&vm, &st)?);
     if let Some(rss) = qemu_rss_kib(&vm) {
         m.push(metric(
             "idle VM memory (QEMU RSS on the host)",

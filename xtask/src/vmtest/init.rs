@@ -221,6 +221,10 @@ pub fn control_no_bench_ops(vm: &Vm) -> Result<()> {
             "bench-engine-runtime",
             serde_json::json!({"op": "bench-engine-runtime", "runtime": "crun"}),
         ),
+        (
+            "bench-engine-floor",
+            serde_json::json!({"op": "bench-engine-floor"}),
+        ),
     ] {
         let v = hull_qemu::control::request(&uds, &req)?;
         let e = v["error"].as_str().unwrap_or_default();
