@@ -93,10 +93,7 @@ pub fn run(hull: &Path, image: &Path) -> Result<Vec<Metric>> {
         .flatten()
         .filter_map(|r| r.as_str().map(String::from))
         .collect();
-    eprintln!(
-        "[bench] save/restore: query-migrate blocked={} reasons={reasons:?}",
-        info["blocked"]
-    );
+    eprintln!("[bench] save/restore: query-migrate blocked-reasons: {reasons:?}");
     // QEMU 7.2 caps a migration at 32 MiB/s by default: a save to a local
     // file has no link to spare.
     q.call(
