@@ -18,6 +18,8 @@ use crate::{paths, vm};
 mod boot;
 #[path = "kernel_bench.rs"]
 mod kernel_options;
+#[path = "bench_restore.rs"]
+mod restore;
 #[path = "bench_shares.rs"]
 mod shares;
 
@@ -82,7 +84,7 @@ pub struct Args {
     /// (init's CPU by stage and RSS, `hull up` -> engine ready in phases,
     /// and dockerd alone started by hand in that VM as the floor); no
     /// host tier.
-    #[arg(long, conflicts_with_all = ["no_vm", "kernel_options", "shares_only", "runtimes_only"])]
+    #[arg(long, conflicts_with_all = ["no_vm", "kernel_options", "shares_only", "runtimes_only", "ping_only"])]
     pub boot_only: bool,
     /// `docker run --rm busybox true` per runtime in the end-to-end figure.
     #[arg(long, default_value_t = 10)]
@@ -97,6 +99,17 @@ pub struct Args {
     /// MiB of the sequential write and read.
     #[arg(long, default_value_t = 1024)]
     pub share_mib: usize,
+    /// Only the memory figures (one boot): QEMU's RSS before, during and
+    /// after a 1 GiB workload, split into guest RAM and QEMU's own part,
+    /// the guest's own view of where its memory is, and a few timed
+    /// `docker run`s (the price of any memory setting); no host tier.
+    #[arg(long, conflicts_with_all = ["no_vm", "kernel_options", "shares_only", "runtimes_only", "ping_only", "boot_only"])]
+    pub memory_only: bool,
+    /// Only the save/restore experiment (one boot): ask QEMU to save an
+    /// engine-ready VM, with its vhost-user devices, to a file, and report
+    /// what it answers; no host tier.
+    #[arg(long, conflicts_with_all = ["no_vm", "kernel_options", "shares_only", "runtimes_only", "memory_only", "ping_only", "boot_only"])]
+    pub save_restore: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -234,6 +247,10 @@ pub fn run(args: &Args) -> Result<()> {
                 metrics.extend(ping_only(args, &hull, &image)?);
             } else if args.boot_only {
                 metrics.extend(boot::run(&hull, &image)?);
+            } else if args.memory_only {
+                metrics.extend(memory_only(&hull, &image)?);
+            } else if args.save_restore {
+                metrics.extend(restore::run(&hull, &image)?);
             } else {
                 if !args.shares_only {
                     metrics.extend(boot_metrics(args, &vmargs, &image)?);
@@ -263,42 +280,43 @@ pub fn run(args: &Args) -> Result<()> {
             failed.push("vm/shares");
         }
     }
-    if args.ping_only {
-        skipped.insert(
-            "host".into(),
-            json!("--ping-only: request latency in the VM only"),
-        );
-        skipped.insert(
-            "vm/other".into(),
-            json!("--ping-only: no boot, init, throughput, runtime or share figures"),
-        );
-    } else if args.runtimes_only {
-        skipped.insert(
-            "host".into(),
-            json!("--runtimes-only measures the runtimes in the VM only"),
-        );
-        skipped.insert(
-            "vm/other".into(),
-            json!("--runtimes-only: no boot, init, channel, ping or share figures"),
-        );
-    } else if args.boot_only {
-        skipped.insert(
-            "host".into(),
-            json!("--boot-only measures one boot in the VM only"),
-        );
-        skipped.insert(
-            "vm/other".into(),
-            json!("--boot-only: no channel, ping, runtime, memory or share figures"),
-        );
-    } else if args.shares_only {
-        skipped.insert(
-            "host".into(),
-            json!("--shares-only measures the file shares only"),
-        );
-        skipped.insert(
-            "vm/other".into(),
-            json!("--shares-only: no boot, channel or runtime figures"),
-        );
+    // A run limited to one part names what it left out, so a report can
+    // never be read as the whole bench.
+    let only: [(bool, &str, &str); 6] = [
+        (
+            args.ping_only,
+            "--ping-only: request latency in the VM only",
+            "--ping-only: no boot, init, throughput, runtime or share figures",
+        ),
+        (
+            args.runtimes_only,
+            "--runtimes-only measures the runtimes in the VM only",
+            "--runtimes-only: no boot, init, channel, ping or share figures",
+        ),
+        (
+            args.boot_only,
+            "--boot-only measures one boot in the VM only",
+            "--boot-only: no channel, ping, runtime, memory or share figures",
+        ),
+        (
+            args.save_restore,
+            "--save-restore is a VM experiment only",
+            "--save-restore: no other VM figure",
+        ),
+        (
+            args.memory_only,
+            "--memory-only measures the VM's memory only",
+            "--memory-only: no boot, init, channel, ping, runtime or share figures",
+        ),
+        (
+            args.shares_only,
+            "--shares-only measures the file shares only",
+            "--shares-only: no boot, channel or runtime figures",
+        ),
+    ];
+    if let Some((_, host, other)) = only.iter().find(|(on, _, _)| *on) {
+        skipped.insert("host".into(), json!(host));
+        skipped.insert("vm/other".into(), json!(other));
     } else if args.kernel_options {
         skipped.insert(
             "host".into(),
@@ -549,12 +567,71 @@ fn phase_metrics(st: &serde_json::Value) -> Vec<Metric> {
         .collect()
 }
 
+/// `--memory-only`: one boot, the memory figures, then timed `docker run`s
+/// (hull-runtime only) so a memory setting's price on a container start is
+/// seen in the same run.
+fn memory_only(hull: &Path, image: &Path) -> Result<Vec<Metric>> {
+    let vm = Vm::boot(hull, image, &["--memory", "2048"])?;
+    let mut m = memory_metrics(&vm)?;
+    let mut runs = Vec::new();
+    for round in 0..6 {
+        let t = Instant::now();
+        vm.docker(&["run", "--rm", "busybox", "true"])?.success()?;
+        // The first run warms the caches: not counted.
+        if round > 0 {
+            runs.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let n = runs.len();
+    m.push(metric(
+        "docker run --rm busybox true after the memory figures (p50)",
+        "ms",
+        percentile(&mut runs, 0.5),
+        None,
+        &format!("{n} runs on hull-runtime, after the workload and the idle minute"),
+    ));
+    Ok(m)
+}
+
+/// The guest's own view of its memory (`/proc/meminfo`, read in a
+/// container: the VM has no lxcfs, so it is the kernel's), the fields that
+/// say what holds pages: page cache, shmem/tmpfs, slab, anonymous memory.
+fn guest_meminfo(vm: &Vm) -> Result<Vec<(String, f64)>> {
+    let r = vm
+        .docker(&["run", "--rm", "busybox", "cat", "/proc/meminfo"])?
+        .success()
+        .context("reading the guest's /proc/meminfo")?;
+    Ok(r.stdout
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            let keep = [
+                "MemFree",
+                "Cached",
+                "Shmem",
+                "Slab",
+                "SReclaimable",
+                "AnonPages",
+                "Buffers",
+            ];
+            keep.contains(&k)
+                .then(|| Some((k.to_string(), v.split_whitespace().next()?.parse().ok()?)))?
+        })
+        .collect())
+}
+
 /// QEMU's RSS before, during and after a container that fills 1 GiB of
 /// tmpfs: with free page reporting the guest hands the freed memory back.
 fn memory_metrics(vm: &Vm) -> Result<Vec<Metric>> {
     let work = vmtest::boot::tempdir()?;
     vmtest::images::import_busybox(vm, &work)?;
-    let before = qemu_rss_kib(vm).context("no QEMU RSS")?;
+    // The import just before allocates and frees too, and reporting lags
+    // by seconds (one run read 1156 MiB right after it): the lowest of 10 s.
+    let mut before = qemu_rss_kib(vm).context("no QEMU RSS")?;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_secs(1));
+        before = before.min(qemu_rss_kib(vm).unwrap_or(f64::MAX));
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let peak = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
@@ -596,15 +673,29 @@ fn memory_metrics(vm: &Vm) -> Result<Vec<Metric>> {
     // The guest's RAM is QEMU's shared memfd; the rest of its RSS is QEMU's
     // own (under TCG mostly the translated-code cache, which KVM has not).
     let guest_ram = qemu_status_kib(vm, "RssShmem:").unwrap_or(f64::NAN);
+    let qemu_own = qemu_status_kib(vm, "RssAnon:").unwrap_or(f64::NAN);
     let _ = std::fs::remove_dir_all(&work);
     let mib = |k: f64| k / 1024.0;
-    Ok(vec![
+    // Read last: this container's own start touches memory too.
+    let guest: Vec<Metric> = guest_meminfo(vm)?
+        .into_iter()
+        .map(|(k, kib)| {
+            metric(
+                &format!("guest /proc/meminfo after a 1 GiB workload: {k}"),
+                "MiB",
+                mib(kib),
+                None,
+                "the guest kernel's view, read after the RSS figures",
+            )
+        })
+        .collect();
+    let mut m = vec![
         metric(
             "VM memory before a 1 GiB workload (QEMU RSS)",
             "MiB",
             mib(before),
             None,
-            "",
+            "lowest in the 10 s before it started",
         ),
         metric(
             "VM memory during a 1 GiB workload (QEMU RSS, peak)",
@@ -627,7 +718,16 @@ fn memory_metrics(vm: &Vm) -> Result<Vec<Metric>> {
             None,
             "the rest is QEMU's own memory (TCG's code cache under TCG)",
         ),
-    ])
+        metric(
+            "VM memory after a 1 GiB workload: QEMU's own part (QEMU RssAnon)",
+            "MiB",
+            mib(qemu_own),
+            None,
+            "heap and, under TCG, the translated-code cache",
+        ),
+    ];
+    m.extend(guest);
+    Ok(m)
 }
 
 fn qemu_rss_kib(vm: &Vm) -> Option<f64> {
