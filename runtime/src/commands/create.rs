@@ -353,12 +353,20 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
 
     tracing::debug!(stage = "init finish", "create");
     // 3. The init takes the mount namespace and finishes.
-    p_c.send_fd(&Msg::Continue, Some(mntns.as_raw_fd()))?;
+    if let Err(e) = p_c.send_fd(&Msg::Continue, Some(mntns.as_raw_fd())) {
+        // The init may have failed early (its seccomp filter is compiled
+        // before this point) and left its reason queued: report that.
+        return Err(match p_c.recv() {
+            Ok(m @ Some((Msg::Error(_), _))) => unexpected("container init", m),
+            _ => e,
+        });
+    }
     drop(mntns);
     let listener = match p_c.recv()? {
         Some((Msg::Ready { .. }, fd)) => fd,
         m => return Err(unexpected("container init", m)),
     };
+    tracing::debug!(stage = "init ready", "create");
     if let Some(g) = guard.as_mut() {
         // Without a listener (the profile lets no mount-family call through)
         // the guard still learns of the container: its procfs emulation
@@ -377,6 +385,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
             pid,
             mounts,
         )?;
+        tracing::debug!(stage = "registered with hull-guard", "create");
     }
     drop(listener);
     if let Some(hk) = bundle.spec.hooks() {
@@ -631,6 +640,12 @@ fn init_main(
     spec: &Spec,
     console: Option<&UnixStream>,
 ) -> Result<()> {
+    // Compiled while the mount builder works (it is the same filter whenever
+    // it is built: it depends on the bundle's profile and the guard mode only),
+    // so its cost is off the serial path of create.
+    let profile: Option<&LinuxSeccomp> = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let filter = crate::seccomp::build(profile, guard)?;
+    tracing::debug!(stage = "c: seccomp compiled", "create");
     let mntns = match ch.recv()? {
         Some((Msg::Continue, Some(fd))) => fd,
         m => return Err(unexpected("runtime", m)),
@@ -645,8 +660,8 @@ fn init_main(
     }
     process::enter_cwd(process)?;
     let prog = process::find_executable(process)?;
-    let profile: Option<&LinuxSeccomp> = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let listener = process::secure(process, profile, guard)?;
+    let listener = process::secure(process, &filter, guard)?;
+    tracing::debug!(stage = "c: secured", "create");
     ch.send_fd(
         &Msg::Ready {
             has_listener: listener.is_some(),

@@ -57,6 +57,7 @@ pub fn delete(cfg: &RuntimeConfig, id: &str, force: bool) -> Result<()> {
             tracing::warn!("{e}");
         }
     }
+    tracing::debug!(stage = "stopped, cgroup removed", "delete");
     if cfg.guard == GuardMode::Required {
         // Best effort: the guard also notices the listener closing.
         if let Ok(mut g) = GuardClient::connect(&cfg.guard_socket) {
@@ -70,6 +71,7 @@ pub fn delete(cfg: &RuntimeConfig, id: &str, force: bool) -> Result<()> {
             );
         }
     }
+    tracing::debug!(stage = "unregistered", "delete");
     std::fs::remove_dir_all(&sdir)
         .map_err(|e| Error::Other(format!("remove {}: {e}", sdir.display())))?;
     let owner = Owner {
