@@ -353,14 +353,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
 
     tracing::debug!(stage = "init finish", "create");
     // 3. The init takes the mount namespace and finishes.
-    if let Err(e) = p_c.send_fd(&Msg::Continue, Some(mntns.as_raw_fd())) {
-        // The init may have failed early (its seccomp filter is compiled
-        // before this point) and left its reason queued: report that.
-        return Err(match p_c.recv() {
-            Ok(m @ Some((Msg::Error(_), _))) => unexpected("container init", m),
-            _ => e,
-        });
-    }
+    p_c.send_fd(&Msg::Continue, Some(mntns.as_raw_fd()))?;
     drop(mntns);
     let listener = match p_c.recv()? {
         Some((Msg::Ready { .. }, fd)) => fd,
@@ -642,14 +635,18 @@ fn init_main(
 ) -> Result<()> {
     // Compiled while the mount builder works (it is the same filter whenever
     // it is built: it depends on the bundle's profile and the guard mode only),
-    // so its cost is off the serial path of create.
+    // so its cost is off the serial path of create. A failure is reported
+    // only once the runtime asks for this init again: exiting now would take
+    // the container's namespaces away from the mount builder, and the
+    // runtime would report that instead of the reason.
     let profile: Option<&LinuxSeccomp> = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let filter = crate::seccomp::build(profile, guard)?;
+    let filter = crate::seccomp::build(profile, guard);
     tracing::debug!(stage = "c: seccomp compiled", "create");
     let mntns = match ch.recv()? {
         Some((Msg::Continue, Some(fd))) => fd,
         m => return Err(unexpected("runtime", m)),
     };
+    let filter = filter?;
     sys::setns(mntns.as_fd(), libc::CLONE_NEWNS).ctx(|| "enter the container's mount namespace")?;
     drop(mntns);
     nix::unistd::chdir("/").ctx(|| "chdir /")?;
