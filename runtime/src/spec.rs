@@ -14,6 +14,20 @@ pub struct Bundle {
     pub rootfs: PathBuf,
 }
 
+/// The hooks of the config that `create` saved in the state dir, or none.
+/// Only the `hooks` member is deserialized (the rest is skipped unparsed):
+/// `start` and `delete` need nothing else, and turning a whole config
+/// (Docker's seccomp profile alone names hundreds of calls) into oci-spec
+/// types is a cost each of those short processes paid under emulation.
+pub fn saved_hooks(state_dir: &Path) -> Option<oci_spec::runtime::Hooks> {
+    #[derive(serde::Deserialize)]
+    struct HooksOnly {
+        hooks: Option<oci_spec::runtime::Hooks>,
+    }
+    let data = std::fs::read(state_dir.join("config.json")).ok()?;
+    serde_json::from_slice::<HooksOnly>(&data).ok()?.hooks
+}
+
 pub fn load(bundle: &Path) -> Result<Bundle> {
     let dir = std::fs::canonicalize(bundle)
         .map_err(|e| Error::Bundle(format!("bundle {}: {e}", bundle.display())))?;

@@ -342,6 +342,38 @@ fn refused(env: &Env, id: &str, c: &serde_json::Value, needle: &str) {
     assert!(!env.root().join(id).exists(), "{id}: state left behind");
 }
 
+/// `start` and `delete` read only the hooks of the config `create` saved:
+/// poststart and poststop still run, once each, with the container's state
+/// on stdin (the OCI contract), and the bundle may be gone by then.
+#[test]
+fn poststart_and_poststop_hooks_run_from_the_saved_config() {
+    host_tier("hooks");
+    let env = Env::new();
+    let out = env.dir.path().join("hooks");
+    std::fs::create_dir(&out).unwrap();
+    let hook = |name: &str| {
+        json!({"path": "/bin/sh",
+               "args": ["sh", "-c", format!("cat >> {}/{name}", out.display())]})
+    };
+    let mut c = config(&["sleep", "1000"]);
+    c["hooks"] = json!({"poststart": [hook("poststart")], "poststop": [hook("poststop")]});
+    let b = env.bundle("hooked", &c);
+    env.ok(&["create", "-b", b.to_str().unwrap(), "hooked"]);
+    assert!(!out.join("poststart").exists(), "poststart ran at create");
+    // Only the saved copy is left to read from.
+    std::fs::remove_file(b.join("config.json")).unwrap();
+    env.ok(&["start", "hooked"]);
+    let post = std::fs::read_to_string(out.join("poststart")).expect("poststart ran");
+    let st: serde_json::Value = serde_json::from_str(&post).expect("state JSON on stdin");
+    assert_eq!(st["id"], "hooked");
+    assert_eq!(st["status"], "running");
+    env.ok(&["delete", "--force", "hooked"]);
+    let stop = std::fs::read_to_string(out.join("poststop")).expect("poststop ran");
+    let st: serde_json::Value = serde_json::from_str(&stop).expect("state JSON on stdin");
+    assert_eq!(st["id"], "hooked");
+    assert_eq!(st["status"], "stopped");
+}
+
 /// The init compiles its seccomp filter early, while the mount builder
 /// works: a filter that does not compile must still fail the create with
 /// its own reason (here libseccomp's refusal of an argument index past the
