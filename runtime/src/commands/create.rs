@@ -164,8 +164,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     let privileged = hardening::is_privileged(&bundle.spec);
 
     // A copy of the config: exec and delete must not depend on the bundle staying put.
-    let cfg_json = serde_json::to_vec(&bundle.spec).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(sdir.join("config.json"), cfg_json).ctx(|| "save config.json")?;
+    std::fs::write(sdir.join("config.json"), &bundle.raw).ctx(|| "save config.json")?;
 
     tracing::debug!(stage = "cgroup", "create");
     let cgroup = Cgroup::locate(linux.cgroups_path().as_deref(), &a.id)?;
