@@ -7,7 +7,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxSeccomp, Process};
+use libseccomp::ScmpFilterContext;
+use oci_spec::runtime::Process;
 
 use crate::capabilities::{self, Wanted};
 use crate::cli::GuardMode;
@@ -124,18 +125,17 @@ pub fn find_executable(p: &Process) -> Result<CString> {
 /// notify listener, if any (it must go to hull-guard and be closed here).
 pub fn secure(
     p: &Process,
-    profile: Option<&LinuxSeccomp>,
+    filter: &ScmpFilterContext,
     guard: GuardMode,
 ) -> Result<Option<OwnedFd>> {
     let nnp = p.no_new_privileges().unwrap_or(false);
     let mut wanted = Wanted::from_spec(p.capabilities().as_ref());
     wanted.intersect_available();
-    let filter = seccomp::build(profile, guard)?;
     let mut listener = None;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN (in our own
     // user namespace), which the process may be about to lose: load it first.
     if !nnp {
-        listener = seccomp::load(&filter, guard)?;
+        listener = seccomp::load(filter, guard)?;
     }
     capabilities::drop_bounding(&wanted)?;
     let user = p.user();
@@ -159,7 +159,7 @@ pub fn secure(
     }
     if nnp {
         sys::set_no_new_privs().ctx(|| "no_new_privs")?;
-        listener = seccomp::load(&filter, guard)?;
+        listener = seccomp::load(filter, guard)?;
     }
     Ok(listener)
 }

@@ -342,6 +342,68 @@ fn refused(env: &Env, id: &str, c: &serde_json::Value, needle: &str) {
     assert!(!env.root().join(id).exists(), "{id}: state left behind");
 }
 
+/// `start` and `delete` read only the hooks of the config `create` saved:
+/// poststart and poststop still run, once each, with the container's state
+/// on stdin (the OCI contract), and the bundle may be gone by then.
+#[test]
+fn poststart_and_poststop_hooks_run_from_the_saved_config() {
+    host_tier("hooks");
+    let env = Env::new();
+    let out = env.dir.path().join("hooks");
+    std::fs::create_dir(&out).unwrap();
+    let hook = |name: &str| {
+        json!({"path": "/bin/sh",
+               "args": ["sh", "-c", format!("cat >> {}/{name}", out.display())]})
+    };
+    let mut c = config(&["sleep", "1000"]);
+    c["hooks"] = json!({"poststart": [hook("poststart")], "poststop": [hook("poststop")]});
+    let b = env.bundle("hooked", &c);
+    env.ok(&["create", "-b", b.to_str().unwrap(), "hooked"]);
+    assert!(!out.join("poststart").exists(), "poststart ran at create");
+    // Only the saved copy is left to read from.
+    std::fs::remove_file(b.join("config.json")).unwrap();
+    env.ok(&["start", "hooked"]);
+    let post = std::fs::read_to_string(out.join("poststart")).expect("poststart ran");
+    let st: serde_json::Value = serde_json::from_str(&post).expect("state JSON on stdin");
+    assert_eq!(st["id"], "hooked");
+    assert_eq!(st["status"], "running");
+    env.ok(&["delete", "--force", "hooked"]);
+    let stop = std::fs::read_to_string(out.join("poststop")).expect("poststop ran");
+    let st: serde_json::Value = serde_json::from_str(&stop).expect("state JSON on stdin");
+    assert_eq!(st["id"], "hooked");
+    assert_eq!(st["status"], "stopped");
+}
+
+/// The init compiles its seccomp filter early, while the mount builder
+/// works: a filter that does not compile must still fail the create with
+/// its own reason (here libseccomp's refusal of an argument index past the
+/// sixth), not with what an init gone too early breaks (the mount builder
+/// losing the container's namespaces).
+#[test]
+fn a_seccomp_profile_the_init_cannot_compile_fails_create_with_its_reason() {
+    host_tier("early init failure");
+    let env = Env::new();
+    env.rootfs();
+    let mut c = config(&["true"]);
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["chmod"], "action": "SCMP_ACT_ERRNO",
+                      "args": [{"index": 7, "value": 0, "op": "SCMP_CMP_EQ"}]}]
+    });
+    refused(&env, "badseccomp", &c, "rule for chmod");
+    // The runtime's own error line says it too (the init also prints its
+    // reason to stderr, so the needle alone would not show what P reported).
+    let b = env.bundle("badseccomp2", &c);
+    let o = env.run(&["create", "-b", b.to_str().unwrap(), "badseccomp2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.contains(" error: ") && l.contains("rule for chmod")),
+        "the runtime did not report the init's reason: {err:?}"
+    );
+}
+
 #[test]
 fn hostile_bundles_are_refused_with_clear_errors() {
     host_tier("hostile bundles");

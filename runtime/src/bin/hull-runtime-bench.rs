@@ -154,8 +154,11 @@ fn version(bin: &Path) -> String {
     }
 }
 
-/// Runs one runtime command; its stderr (the log of a `--debug` runtime).
+/// Runs one runtime command; its stderr (the log of a `--debug` runtime)
+/// between the times it was spawned and reaped, so the trace also shows
+/// what exec and process exit cost.
 fn step(rt: &Rt, state: &Path, args: &[&str], bundle: &Path) -> Result<String> {
+    let spawned = hull_runtime::logging::rfc3339_now();
     let st = Command::new(&rt.bin)
         .args(&rt.args)
         .arg("--root")
@@ -176,7 +179,14 @@ fn step(rt: &Rt, state: &Path, args: &[&str], bundle: &Path) -> Result<String> {
             String::from_utf8_lossy(&st.stderr).trim()
         );
     }
-    Ok(String::from_utf8_lossy(&st.stderr).into_owned())
+    let log = String::from_utf8_lossy(&st.stderr);
+    if log.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "{spawned} bench: spawn {args:?}\n{log}{} bench: reaped\n",
+        hull_runtime::logging::rfc3339_now()
+    ))
 }
 
 fn main() -> Result<()> {

@@ -164,8 +164,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     let privileged = hardening::is_privileged(&bundle.spec);
 
     // A copy of the config: exec and delete must not depend on the bundle staying put.
-    let cfg_json = serde_json::to_vec(&bundle.spec).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(sdir.join("config.json"), cfg_json).ctx(|| "save config.json")?;
+    std::fs::write(sdir.join("config.json"), &bundle.raw).ctx(|| "save config.json")?;
 
     tracing::debug!(stage = "cgroup", "create");
     let cgroup = Cgroup::locate(linux.cgroups_path().as_deref(), &a.id)?;
@@ -359,6 +358,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         Some((Msg::Ready { .. }, fd)) => fd,
         m => return Err(unexpected("container init", m)),
     };
+    tracing::debug!(stage = "init ready", "create");
     if let Some(g) = guard.as_mut() {
         // Without a listener (the profile lets no mount-family call through)
         // the guard still learns of the container: its procfs emulation
@@ -377,6 +377,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
             pid,
             mounts,
         )?;
+        tracing::debug!(stage = "registered with hull-guard", "create");
     }
     drop(listener);
     if let Some(hk) = bundle.spec.hooks() {
@@ -631,10 +632,20 @@ fn init_main(
     spec: &Spec,
     console: Option<&UnixStream>,
 ) -> Result<()> {
+    // Compiled while the mount builder works (it is the same filter whenever
+    // it is built: it depends on the bundle's profile and the guard mode only),
+    // so its cost is off the serial path of create. A failure is reported
+    // only once the runtime asks for this init again: exiting now would take
+    // the container's namespaces away from the mount builder, and the
+    // runtime would report that instead of the reason.
+    let profile: Option<&LinuxSeccomp> = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let filter = crate::seccomp::build(profile, guard);
+    tracing::debug!(stage = "c: seccomp compiled", "create");
     let mntns = match ch.recv()? {
         Some((Msg::Continue, Some(fd))) => fd,
         m => return Err(unexpected("runtime", m)),
     };
+    let filter = filter?;
     sys::setns(mntns.as_fd(), libc::CLONE_NEWNS).ctx(|| "enter the container's mount namespace")?;
     drop(mntns);
     nix::unistd::chdir("/").ctx(|| "chdir /")?;
@@ -645,8 +656,8 @@ fn init_main(
     }
     process::enter_cwd(process)?;
     let prog = process::find_executable(process)?;
-    let profile: Option<&LinuxSeccomp> = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let listener = process::secure(process, profile, guard)?;
+    let listener = process::secure(process, &filter, guard)?;
+    tracing::debug!(stage = "c: secured", "create");
     ch.send_fd(
         &Msg::Ready {
             has_listener: listener.is_some(),

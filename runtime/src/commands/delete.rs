@@ -39,16 +39,13 @@ pub fn delete(cfg: &RuntimeConfig, id: &str, force: bool) -> Result<()> {
             })
         }
     }
-    let spec: Option<oci_spec::runtime::Spec> = std::fs::read(sdir.join("config.json"))
-        .ok()
-        .and_then(|d| serde_json::from_slice(&d).ok());
     if let Some(cg) = &st.cgroup {
         let _ = cg.signal_all(libc::SIGKILL);
         if let Err(e) = cg.remove() {
             tracing::warn!("{e}");
         }
     }
-    if let Some(h) = spec.as_ref().and_then(|s| s.hooks().clone()) {
+    if let Some(h) = crate::spec::saved_hooks(&sdir) {
         if let Err(e) = hooks::run(
             "poststop",
             h.poststop().as_deref().unwrap_or_default(),
@@ -57,6 +54,7 @@ pub fn delete(cfg: &RuntimeConfig, id: &str, force: bool) -> Result<()> {
             tracing::warn!("{e}");
         }
     }
+    tracing::debug!(stage = "stopped, cgroup removed", "delete");
     if cfg.guard == GuardMode::Required {
         // Best effort: the guard also notices the listener closing.
         if let Ok(mut g) = GuardClient::connect(&cfg.guard_socket) {
@@ -70,6 +68,7 @@ pub fn delete(cfg: &RuntimeConfig, id: &str, force: bool) -> Result<()> {
             );
         }
     }
+    tracing::debug!(stage = "unregistered", "delete");
     std::fs::remove_dir_all(&sdir)
         .map_err(|e| Error::Other(format!("remove {}: {e}", sdir.display())))?;
     let owner = Owner {

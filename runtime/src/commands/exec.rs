@@ -259,7 +259,8 @@ fn exec_child(
     }
     process::enter_cwd(p)?;
     let prog = process::find_executable(p)?;
-    let listener = process::secure(p, profile, guard)?;
+    let filter = crate::seccomp::build(profile, guard)?;
+    let listener = process::secure(p, &filter, guard)?;
     sys::set_pdeathsig(0).ctx(|| "pdeathsig")?;
     ch.send_fd(
         &Msg::Ready {

@@ -34,10 +34,7 @@ pub fn start(cfg: &RuntimeConfig, id: &str) -> Result<()> {
     let mut b = [0u8; 1];
     // The init answers, or closes the socket by exec'ing (close-on-exec).
     let _ = s.read(&mut b);
-    let spec: Option<oci_spec::runtime::Spec> = std::fs::read(sdir.join("config.json"))
-        .ok()
-        .and_then(|d| serde_json::from_slice(&d).ok());
-    if let Some(h) = spec.as_ref().and_then(|s| s.hooks().clone()) {
+    if let Some(h) = crate::spec::saved_hooks(&sdir) {
         if let Err(e) = hooks::run(
             "poststart",
             h.poststart().as_deref().unwrap_or_default(),
