@@ -10,6 +10,7 @@ mod disk;
 mod dumps;
 mod engine;
 mod fw_cfg;
+mod idle;
 mod integrity;
 mod log;
 mod logs;
@@ -201,6 +202,7 @@ fn boot() {
     let (tx, rx) = mpsc::channel();
     start_signal_thread(sigs, tx.clone());
     control::serve(tx.clone());
+    idle::start();
     let mut sup = Supervisor::new(services, tx, timeline);
     let on_control =
         move |sup: &mut Supervisor, req: control::Request| control_reply(sup, &facts, req);
@@ -273,6 +275,7 @@ fn control_reply(sup: &mut Supervisor, facts: &Facts, req: control::Request) -> 
             "timeline": sup.timeline.events,
             "settings": facts.settings,
             "engine_settings_error": facts.engine_error,
+            "idle_cache": idle::status(),
             "data_disk": facts.disk,
             "shares": facts.shares,
             "network_errors": facts.net_errors,

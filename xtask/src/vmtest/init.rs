@@ -243,3 +243,62 @@ pub fn control_no_bench_ops(vm: &Vm) -> Result<()> {
     }
     Ok(())
 }
+
+/// An idle engine gives its page cache back: a container writes 96 MiB
+/// to a named volume (clean page cache once synced) and ends; with no
+/// container running, init drops the clean cache within a few checks and
+/// says so in `hull status` (`guest.idle_cache`), by at least the file's
+/// size. Runs alone (serial): another scenario's container would keep
+/// the engine busy.
+pub fn idle_cache(vm: &Vm) -> Result<()> {
+    let drops = |st: &Value| st["guest"]["idle_cache"]["drops"].as_u64();
+    let st = vm.status()?;
+    let before = drops(&st).with_context(|| {
+        format!(
+            "status has no guest.idle_cache.drops: {}",
+            st["guest"]["idle_cache"]
+        )
+    })?;
+    let vol = "hull-idle-cache";
+    let r = vm
+        .docker(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{vol}:/v"),
+            "busybox",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/v/f bs=1M count=96 2>/dev/null && sync",
+        ])?
+        .success();
+    let waited = r.and_then(|_| {
+        let start = Instant::now();
+        loop {
+            let st = vm.status()?;
+            let c = &st["guest"]["idle_cache"];
+            if drops(&st).is_some_and(|n| n > before) {
+                let (b, a) = (
+                    c["last_before_kib"].as_u64().unwrap_or(0),
+                    c["last_after_kib"].as_u64().unwrap_or(u64::MAX),
+                );
+                ensure!(
+                    b >= a + 64 * 1024,
+                    "the drop freed too little to have held the 96 MiB file: {c}"
+                );
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                bail!("no page-cache drop within 120 s of the engine going idle: {c}");
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let _ = vm.docker(&["volume", "rm", "-f", vol]);
+    let waited = waited?;
+    eprintln!(
+        "[init/idle-cache] dropped {:.0} s after the container ended",
+        waited.as_secs_f64()
+    );
+    Ok(())
+}

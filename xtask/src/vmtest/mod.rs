@@ -297,6 +297,7 @@ fn suites(work: &Path) -> Result<Vec<Suite>> {
             ],
             serial: vec![
                 ("escape/24-vm-surface", escapes::vm_surface),
+                ("init/idle-cache", |vm| init::idle_cache(vm)),
                 ("init/restart-dockerd", |vm| init::restart_dockerd(vm)),
                 ("init/persistence", init::persistence),
                 ("init/hard-kill", init::hard_kill),
