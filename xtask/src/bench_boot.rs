@@ -14,16 +14,8 @@ use crate::vmtest::vm::Vm;
 
 /// `--boot-only`: one boot of the bench image.
 pub fn run(hull: &Path, image: &Path) -> Result<Vec<Metric>> {
-    let t = Instant::now();
-    let vm = Vm::boot(hull, image, &["--memory", "2048"])?;
-    let cold = t.elapsed().as_secs_f64();
-    let mut m = vec![metric(
-        "hull up to engine ready (cold boot)",
-        "s",
-        cold,
-        None,
-        "",
-    )];
+    let (vm, cold) = super::boot_timed(hull, image)?;
+    let mut m = vec![cold];
     let st = vm.status()?;
     m.extend(init_metrics(&st));
     m.extend(phase_metrics(&st));
