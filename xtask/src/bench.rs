@@ -409,13 +409,7 @@ fn boot_timed(hull: &Path, image: &Path) -> Result<(Vm, Metric)> {
     let t = Instant::now();
     let vm = Vm::boot(hull, image, &["--memory", "2048"])?;
     let cold = t.elapsed().as_secs_f64();
-    let m = metric(
-        "hull up to engine ready (cold boot)",
-        "s",
-        cold,
-        None,
-        "",
-    );
+    let m = metric("hull up to engine ready (cold boot)", "s", cold, None, "");
     Ok((vm, m))
 }
 
