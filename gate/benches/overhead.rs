@@ -13,7 +13,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use hull_gate::bench::{measure, standard_probes, Figures};
+// Measurement code lives beside the benchmark, out of the shipped library.
+#[path = "support/measure.rs"]
+mod measure;
+
+use measure::{measure, standard_probes, Figures};
 
 fn run(
     rt: &tokio::runtime::Runtime,

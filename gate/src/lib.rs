@@ -9,7 +9,6 @@
 
 pub mod admit;
 pub mod audit;
-pub mod bench;
 pub mod create;
 pub mod engine;
 pub mod facts;
