@@ -226,6 +226,32 @@ impl Engine {
             .map_err(|_| EngineError::Timeout(QUERY_TIMEOUT))?
     }
 
+    /// Waits until dockerd answers `GET /_ping` with a success, for up to
+    /// `wait`: at boot the gate starts beside dockerd, whose socket appears
+    /// (and then answers) seconds later. A missing or refusing socket is
+    /// tried again every 50 ms; a socket that exists holds the request until
+    /// dockerd serves. The last failure is returned when time runs out.
+    pub async fn wait_answering(&self, wait: Duration) -> Result<(), EngineError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let err = match tokio::time::timeout(left, self.request("GET", "/_ping", None)).await {
+                Ok(Ok(r)) if r.status.is_success() => return Ok(()),
+                Ok(Ok(r)) => EngineError::Status {
+                    status: r.status,
+                    path: "/_ping".into(),
+                    message: engine_message(&r.body),
+                },
+                Ok(Err(e)) => e,
+                Err(_) => EngineError::Timeout(wait),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(err);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `HostConfig.Runtime` and the inspect document of a container;
     /// `Ok(None)` if there is no such container.
     pub async fn inspect_container(&self, name: &str) -> Result<Option<Value>, EngineError> {
@@ -331,6 +357,35 @@ mod tests {
             "the pool holds {} idle connections, not {n}",
             e.idle_count()
         );
+    }
+
+    #[tokio::test]
+    async fn the_wait_for_dockerd_ends_when_its_socket_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let waiting = Engine::new(&sock);
+        // No dockerd within the wait: the last failure, naming the socket's
+        // absence.
+        let err = waiting
+            .wait_answering(Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Connect(e) if e.kind() == std::io::ErrorKind::NotFound),
+            "{err}"
+        );
+        // dockerd's socket appears while the gate waits: the wait ends.
+        let path = dir.path().to_path_buf();
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            fake_engine(&path).await
+        });
+        waiting
+            .wait_answering(Duration::from_secs(10))
+            .await
+            .unwrap();
+        let (_, accepted, _) = late.await.unwrap();
+        assert!(accepted.load(Ordering::SeqCst) >= 1);
     }
 
     #[tokio::test]

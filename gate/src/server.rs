@@ -22,6 +22,9 @@ pub struct Options {
 
 /// Longest the first reconcile may delay readiness.
 const FIRST_RECONCILE: Duration = Duration::from_secs(10);
+/// Longest the gate waits for dockerd's first answer before it reports
+/// ready anyway (dockerd took up to 20 s under a loaded TCG host).
+const ENGINE_START: Duration = Duration::from_secs(120);
 
 /// Runs the gate (on the caller's runtime; the binary uses a
 /// current-thread one).
@@ -49,10 +52,21 @@ pub async fn run_with(gate: Arc<Gate>, opts: Options) -> std::io::Result<()> {
     if tasks.is_empty() {
         return Err(std::io::Error::other("nothing to listen on"));
     }
-    match tokio::time::timeout(FIRST_RECONCILE, crate::watch::reconcile(&gate)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("first reconcile: {e}"),
-        Err(_) => tracing::warn!("first reconcile took longer than {FIRST_RECONCILE:?}"),
+    // The gate starts beside dockerd, not after it (its own start-up then
+    // overlaps dockerd's): readiness waits for dockerd's first answer and
+    // the first reconcile, so containers dockerd restarted on its own are
+    // vetted before the engine is reported ready.
+    match gate.engine.wait_answering(ENGINE_START).await {
+        Err(e) => tracing::warn!(
+            "dockerd did not answer within {ENGINE_START:?} ({e}); serving anyway, the watcher reconciles once it does"
+        ),
+        Ok(()) => {
+            match tokio::time::timeout(FIRST_RECONCILE, crate::watch::reconcile(&gate)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("first reconcile: {e}"),
+                Err(_) => tracing::warn!("first reconcile took longer than {FIRST_RECONCILE:?}"),
+            }
+        }
     }
     tokio::spawn(crate::watch::run(gate.clone()));
     if let Some(ready) = &opts.ready_file {

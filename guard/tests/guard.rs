@@ -563,13 +563,34 @@ fn guard_crash_fails_trapped_calls_and_a_restarted_guard_vets_new_containers() {
     let cb = env.bundle("c", &c);
     let o = env.run(&["create", "-b", cb.to_str().unwrap(), "crash-c"]);
     assert!(!o.status.success(), "created without a guard");
-    // init restarts the guard: containers created now are vetted again.
-    g.spawn();
+    // It waited for a guard first (one restarting is back within that
+    // wait), then refused by the socket's absence.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        (err.contains("no guard socket") || err.contains("cannot connect to"))
+            && err.contains("fail closed")
+            && err.contains("waited"),
+        "refused without the guard, after the wait: {err}"
+    );
+    // init restarts the guard while a create waits for it (as at boot,
+    // where dockerd starts beside the guard): the create goes on once the
+    // guard is back, and its container is vetted.
+    assert!(
+        std::os::unix::net::UnixStream::connect(&g.sock).is_err(),
+        "the guard is still gone when the create starts"
+    );
     env.guard_socket = Some(g.sock.clone());
     let b_script = "\
         mkdir -p /tmp/m; mount -t tmpfs none /tmp/m; echo b_tmpfs=$?; \
         mount -o remount,bind,rw /ro 2>/dev/null; echo b_remount_ro=$?";
-    let r = run(&env, "crash-b", &sys_admin(&env, b_script));
+    let b = sys_admin(&env, b_script);
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            g.spawn();
+        });
+        run(&env, "crash-b", &b)
+    });
     assert_eq!(r["b_tmpfs"], "0");
     assert_ne!(r["b_remount_ro"], "0");
     assert!(denies(&g, "crash-b")

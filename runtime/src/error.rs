@@ -30,6 +30,9 @@ pub enum Error {
     RangesExhausted(usize),
     #[error("hull-guard: {0}")]
     Guard(String),
+    /// No guard to connect to (yet): the socket is missing or refuses.
+    #[error("hull-guard: {0}")]
+    GuardAbsent(String),
     #[error("seccomp: {0}")]
     Seccomp(String),
     #[error("cgroup {path}: {msg}")]

@@ -23,10 +23,41 @@ pub struct GuardClient {
     path: PathBuf,
 }
 
+/// How long a create or exec waits for a guard socket that is not there
+/// yet (or refuses connections) before it fails closed. At boot dockerd
+/// starts beside hull-guard, not after it, and restarts containers with a
+/// restart policy on its own; a guard that init is restarting is back
+/// within its first back-off. Nothing runs unvetted while it waits.
+pub const GUARD_WAIT: Duration = Duration::from_secs(5);
+
 impl GuardClient {
+    /// [`GuardClient::connect`], retried every 20 ms for up to `wait` while
+    /// the socket is missing or refuses connections. Any other failure (a
+    /// socket not root's, a peer not root) is final at once.
+    pub fn connect_waiting(path: &Path, wait: Duration) -> Result<Self> {
+        let start = std::time::Instant::now();
+        loop {
+            match Self::connect(path) {
+                Err(Error::GuardAbsent(msg)) if start.elapsed() < wait => {
+                    tracing::debug!("{msg}; waiting for hull-guard");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(Error::GuardAbsent(msg)) => {
+                    return Err(Error::Guard(format!(
+                        "{msg} (waited {:.1}s)",
+                        start.elapsed().as_secs_f64()
+                    )))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt; a missing socket or a refused connection is
+    /// [`Error::GuardAbsent`].
     pub fn connect(path: &Path) -> Result<Self> {
         let meta = std::fs::symlink_metadata(path).map_err(|e| {
-            Error::Guard(format!(
+            Error::GuardAbsent(format!(
                 "no guard socket at {} ({e}); the container is not created (fail closed). Start hull-guard, or pass --guard=none only for tests",
                 path.display()
             ))
@@ -40,7 +71,15 @@ impl GuardClient {
             )));
         }
         let stream = UnixStream::connect(path).map_err(|e| {
-            Error::Guard(format!(
+            let absent = matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            );
+            (if absent {
+                Error::GuardAbsent
+            } else {
+                Error::Guard
+            })(format!(
                 "cannot connect to {} ({e}); the container is not created (fail closed)",
                 path.display()
             ))

@@ -31,7 +31,8 @@ use crate::cli::{CreateArgs, GuardMode};
 use crate::config::RuntimeConfig;
 use crate::error::{Context, Error, Result};
 use crate::guard_proto::{
-    ContainerIdentity, GuardClient, InitialMount, ProcessKind, Request, PROTOCOL_VERSION,
+    ContainerIdentity, GuardClient, InitialMount, ProcessKind, Request, GUARD_WAIT,
+    PROTOCOL_VERSION,
 };
 use crate::idrange::{Allocator, IdRange, Owner};
 use crate::state::{State, START_SOCK};
@@ -94,7 +95,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     // Fail closed before doing any work if the guard is required but absent.
     let mut guard = match cfg.guard {
-        GuardMode::Required => Some(GuardClient::connect(&cfg.guard_socket)?),
+        GuardMode::Required => Some(GuardClient::connect_waiting(&cfg.guard_socket, GUARD_WAIT)?),
         _ => None,
     };
     let terminal = process.terminal().unwrap_or(false);
@@ -137,7 +138,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     let ids = match cfg.guard {
         // Through hull-guard (the same allocator and file, served by it).
         GuardMode::Required => {
-            let r = GuardClient::connect(&cfg.guard_socket)?.call(
+            let r = GuardClient::connect_waiting(&cfg.guard_socket, GUARD_WAIT)?.call(
                 &Request::AllocateRange {
                     version: PROTOCOL_VERSION,
                     owner: owner.clone(),

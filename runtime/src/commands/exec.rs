@@ -17,7 +17,7 @@ use oci_spec::runtime::{LinuxSeccomp, Process, ProcessBuilder, Spec, UserBuilder
 use crate::cli::{ExecArgs, GuardMode};
 use crate::config::RuntimeConfig;
 use crate::error::{Context, Error, Result};
-use crate::guard_proto::{GuardClient, ProcessKind};
+use crate::guard_proto::{GuardClient, ProcessKind, GUARD_WAIT};
 use crate::state::{self, State, Status};
 use crate::sync::{self, Msg};
 use crate::{cgroup, console, namespaces, process, sys};
@@ -123,7 +123,7 @@ pub fn exec(cfg: &RuntimeConfig, a: &ExecArgs) -> Result<ExecOutcome> {
     }
     let terminal = proc_.terminal().unwrap_or(false) || a.tty;
     let mut guard = match cfg.guard {
-        GuardMode::Required => Some(GuardClient::connect(&cfg.guard_socket)?),
+        GuardMode::Required => Some(GuardClient::connect_waiting(&cfg.guard_socket, GUARD_WAIT)?),
         _ => None,
     };
     let console = match (terminal, &a.console_socket) {
