@@ -387,7 +387,7 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
         // Decided by the label: the stamp (which hull and build last laid
         // the disk out, for `hull status`) is read now that it costs only a
         // file read, and checked against the label.
-        k.stamp = Some(read_stamp_after_mount(&k)?);
+        k.stamp = Some(read_stamp_after_mount(&k));
         spent(o, "stamp read (mounted)", &mut since);
     }
     if let Some(d) = stamp::disagreement(k.evidence()) {
@@ -456,27 +456,23 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
 }
 
 /// The stamp of a disk mounted on [`MOUNT_POINT`] after its label decided.
-/// An unreadable one is replaced (the label named the format, so nothing
-/// hangs on it); one that cannot be read at all stops the boot's use of it.
-fn read_stamp_after_mount(k: &Known) -> Result<Option<Stamp>, String> {
-    let root = Path::new(MOUNT_POINT);
-    let text = read_stamp_file(root).map_err(|e| {
-        format!(
-            "its stamp {} cannot be read ({e})",
-            root.join(stamp::FILE).display()
-        )
-    })?;
-    Ok(match text.as_deref().map(stamp::parse) {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(e)) => {
+/// One that cannot be read or parsed is written anew (loudly): the label
+/// named the format, and hull never leaves a stamp newer than its label.
+fn read_stamp_after_mount(k: &Known) -> Option<Stamp> {
+    let path = Path::new(MOUNT_POINT).join(stamp::FILE);
+    let parsed = match read_stamp_file(Path::new(MOUNT_POINT)) {
+        Ok(None) => return None,
+        Ok(Some(text)) => stamp::parse(&text),
+        Err(e) => Err(format!("its stamp {} cannot be read ({e})", path.display())),
+    };
+    parsed
+        .map_err(|e| {
             crate::warn!(
                 "the data disk: {e}; its label {} names the format, so the stamp is written anew",
                 k.label
-            );
-            None
-        }
-    })
+            )
+        })
+        .ok()
 }
 
 /// The stamp file's text under `root` (None: there is none). Not followed
