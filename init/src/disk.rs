@@ -407,7 +407,7 @@ fn prepare(dev: &Path, o: &mut Outcome) -> Result<(), String> {
                 Err(u) => format!("could not unmount it ({u})"),
             };
             return Err(format!(
-                "{} refused after mounting it: {e} Its label {:?} named format {:?}, so it was checked and mounted read-write before its stamp could be read; {left}",
+                "{} refused after mounting it: {e}. Its label {:?} named format {:?}, so it was checked and mounted read-write before its stamp could be read; {left}",
                 dev.display(),
                 k.label,
                 k.label_format
