@@ -1,12 +1,19 @@
 //! The VM's lifecycle as Colima/Lima users know it: `hull list`, profiles,
 //! the remembered size and the "needs a restart" answer, growing the data
 //! disk, upgrading to a rebuilt image on the same disk, refusing a disk from
-//! a newer hull, and `hull delete`. Three boots in all, in order:
+//! a newer hull, and `hull delete`. Five boots in all, in order:
 //!
 //! 1. image N (1 cpu, 2 GiB disk): list, config, refusals; data written.
+//!    Then the disk is relabelled `hull-data` from the host (as disks were
+//!    made before labels) and image N boots again: it reads the stamp
+//!    through a read-only mount and labels the disk `hull-data.f1`.
 //! 2. `hull restart` on image N+1 (built here with another build id and data
-//!    format 2) with a 3 GiB disk and 2 cpus: grown, migrated, data read back.
-//! 3. image N again on that disk: refused, untouched; then `hull delete`.
+//!    format 2) with a 3 GiB disk and 2 cpus: the format read from the
+//!    superblock's label (no probe mount), grown, migrated and relabelled
+//!    `hull-data.f2`, data read back.
+//! 3. image N again on that disk: refused by its label, untouched; relabelled
+//!    `hull-data` from the host, refused by its stamp, untouched; then
+//!    `hull delete`.
 //!
 //! The VM lives in the default profile of a scratch `HOME` (no `HULL_HOME`),
 //! as a user's would.
@@ -32,6 +39,7 @@ pub fn up_args() -> Vec<String> {
 
 pub const SCENARIOS: &[(&str, super::Ser)] = &[
     ("lifecycle/list-profiles-config", list_profiles_config),
+    ("lifecycle/unlabelled-disk-adopted", unlabelled_disk_adopted),
     ("lifecycle/restart-grow-upgrade", restart_grow_upgrade),
     (
         "lifecycle/newer-disk-refused-delete",
@@ -124,9 +132,59 @@ fn disk_kib(vm: &Vm) -> Result<u64> {
         .with_context(|| format!("no size in df's output: {r}"))
 }
 
+/// The `cpu_steps` names in a `data_disk` outcome.
+fn disk_steps(d: &Value) -> Vec<String> {
+    d["cpu_steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s[0].as_str().map(String::from))
+        .collect()
+}
+
+/// Sets the ext4 label of the stopped VM's data disk from the host and
+/// returns the label it had. e2label wants a plain file, so the qcow2 is
+/// converted to raw and back.
+fn relabel_disk(vm: &Vm, label: &str) -> Result<String> {
+    let disk = vm.home.join("data.qcow2");
+    let raw = PathBuf::from(vm.var("user_home")?).join("relabel.raw");
+    let run = |prog: &str, args: &[&std::ffi::OsStr]| -> Result<String> {
+        let o = std::process::Command::new(prog)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {prog} (from `cargo xtask deps`)"))?;
+        ensure!(
+            o.status.success(),
+            "{prog} {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let (d, r) = (disk.as_os_str(), raw.as_os_str());
+    let q = |s: &'static str| std::ffi::OsStr::new(s);
+    run(
+        "qemu-img",
+        &[q("convert"), q("-f"), q("qcow2"), q("-O"), q("raw"), d, r],
+    )?;
+    let was = run("e2label", &[r])?;
+    run("e2label", &[r, std::ffi::OsStr::new(label)])?;
+    run(
+        "qemu-img",
+        &[q("convert"), q("-f"), q("raw"), q("-O"), q("qcow2"), r, d],
+    )?;
+    std::fs::remove_file(&raw)?;
+    Ok(was)
+}
+
 /// Boot 1: listed, remembered, a changed flag on a running VM refused with
 /// the way to apply it; profiles map to homes; data written for boot 2.
 fn list_profiles_config(vm: &mut Vm) -> Result<()> {
+    let d = vm.status()?["guest"]["data_disk"].clone();
+    ensure!(
+        d["formatted"] == true && d["decided_by"] == "blank disk" && d["format"] == 1,
+        "a new disk: {d}"
+    );
     let row = default_row(vm)?;
     ensure!(row["running"] == true, "{row}");
     ensure!(row["cpus"] == 1 && row["memory_mib"] == 2048, "{row}");
@@ -194,6 +252,56 @@ fn list_profiles_config(vm: &mut Vm) -> Result<()> {
     Ok(())
 }
 
+/// Boot 1b: a disk from before labels (made with the label `hull-data`,
+/// stamp format 1): image N reads its stamp through the read-only mount,
+/// uses it as it is and labels it, so that the next boot decides from the
+/// superblock (boot 2 asserts that).
+fn unlabelled_disk_adopted(vm: &mut Vm) -> Result<()> {
+    vm.hull_cmd(&["down"])?.success()?;
+    let was = relabel_disk(vm, "hull-data")?;
+    ensure!(
+        was == "hull-data.f1",
+        "image N's mkfs labelled the disk {was:?}"
+    );
+    vm.up()?;
+    let d = vm.status()?["guest"]["data_disk"].clone();
+    ensure!(
+        d["mounted"] == true && d["error"].is_null() && d["format"] == 1,
+        "{d}"
+    );
+    ensure!(
+        d["decided_by"] == "read-only mount (its label \"hull-data\" names no data format)",
+        "not read through the probe mount: {d}"
+    );
+    ensure!(
+        d["relabelled"] == "\"hull-data\" -> hull-data.f1",
+        "not relabelled: {d}"
+    );
+    ensure!(
+        d["migrated"].is_null() && d["found"]["format"] == 1 && d["found"]["build"] == "dev",
+        "{d}"
+    );
+    ensure!(
+        disk_steps(&d)
+            .iter()
+            .any(|s| s == "stamp read (read-only mount)"),
+        "{d}"
+    );
+    let f = vm
+        .docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "keep:/data",
+            "busybox",
+            "cat",
+            "/data/f",
+        ])?
+        .success()?;
+    ensure!(f.out() == KEPT, "volume file: {f}");
+    Ok(())
+}
+
 /// Boot 2: `hull restart` onto image N+1 with a bigger disk and more cpus.
 fn restart_grow_upgrade(vm: &mut Vm) -> Result<()> {
     let next = PathBuf::from(vm.var("next_image")?);
@@ -237,6 +345,22 @@ fn restart_grow_upgrade(vm: &mut Vm) -> Result<()> {
         "migration: {d}"
     );
     ensure!(d["found"]["build"] == "dev", "N's stamp: {d}");
+    // Boot 1b labelled the disk and it was stopped cleanly: the format came
+    // from the superblock, with no read-only mount, and was raised.
+    ensure!(
+        d["decided_by"] == "superblock label hull-data.f1",
+        "not decided from the label: {d}"
+    );
+    let steps = disk_steps(d);
+    ensure!(
+        steps.iter().any(|s| s == "stamp read (superblock)")
+            && !steps.iter().any(|s| s.contains("read-only mount")),
+        "steps: {steps:?}"
+    );
+    ensure!(
+        d["relabelled"] == "\"hull-data.f1\" -> hull-data.f2",
+        "not relabelled: {d}"
+    );
     ensure!(
         d["grown"].as_str().is_some_and(|g| g.contains("is now")),
         "resize2fs: {d}"
@@ -297,9 +421,11 @@ fn sha256(p: &Path) -> Result<String> {
         .to_string())
 }
 
-/// Boot 3: image N meets the disk image N+1 stamped with format 2. It is
-/// refused with the reason, through `hull up` and `hull status`, and not one
-/// byte of it changes. Then the VM is deleted.
+/// Boot 3: image N meets the disk image N+1 labelled and stamped with
+/// format 2. It is refused by the label with the reason, through `hull up`
+/// and `hull status`, and not one byte of it changes. Labelled as before
+/// labels, it is refused by its stamp, again untouched. Then the VM is
+/// deleted.
 fn newer_disk_refused_delete(vm: &mut Vm) -> Result<()> {
     let disk = vm.home.join("data.qcow2");
     // Stopped (as the last scenario leaves it; a no-op then).
@@ -316,8 +442,7 @@ fn newer_disk_refused_delete(vm: &mut Vm) -> Result<()> {
         .hull_cmd(&["up", "--image", &image, "--timeout", "240"])?
         .failure_with("the VM cannot use its data disk")?;
     let want = format!(
-        "laid out by hull {} (build {NEXT_BUILD}) in data format 2, newer than this hull {} (build dev) understands (format 1): not mounting it",
-        env!("CARGO_PKG_VERSION"),
+        "its ext4 label hull-data.f2 says it is in data format 2, newer than this hull {} (build dev) understands (format 1): not mounting it",
         env!("CARGO_PKG_VERSION")
     );
     ensure!(r.stderr.contains(&want), "expected {want:?}: {r}");
@@ -332,6 +457,23 @@ fn newer_disk_refused_delete(vm: &mut Vm) -> Result<()> {
         human.stdout.contains("data disk ERROR:") && human.stdout.contains(&want),
         "{human}"
     );
+    ensure!(sha256(&disk)? == before, "the refused disk changed");
+
+    // The same disk labelled as before labels: the read-only mount reads
+    // the stamp, which refuses it as well.
+    vm.hull_cmd(&["down"])?.success()?;
+    let was = relabel_disk(vm, "hull-data")?;
+    ensure!(was == "hull-data.f2", "image N+1 left the label {was:?}");
+    let before = sha256(&disk)?;
+    let r = vm
+        .hull_cmd(&["up", "--image", &image, "--timeout", "240"])?
+        .failure_with("the VM cannot use its data disk")?;
+    let want = format!(
+        "laid out by hull {} (build {NEXT_BUILD}) in data format 2, newer than this hull {} (build dev) understands (format 1): not mounting it",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_VERSION")
+    );
+    ensure!(r.stderr.contains(&want), "expected {want:?}: {r}");
     ensure!(sha256(&disk)? == before, "the refused disk changed");
 
     // Running: --force stops it, then deletes it unasked.
