@@ -112,6 +112,22 @@ pub fn persistence(vm: &mut Vm) -> Result<()> {
     .success()?;
     vm.docker(&["create", "--name", "kept-container", "busybox", "true"])?
         .success()?;
+    // dockerd restarts this one by itself at the next boot, while hull-guard
+    // and the gate start beside it (no serial wait): it must come back,
+    // created by hull-runtime (its own user namespace), which waits for the
+    // guard rather than refusing it.
+    vm.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "always-up",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "3600",
+    ])?
+    .success()?;
     let start = Instant::now();
     vm.down()?.success()?;
     let took = start.elapsed();
@@ -141,6 +157,34 @@ pub fn persistence(vm: &mut Vm) -> Result<()> {
     ensure!(r.out() == "kept", "{r}");
     vm.docker(&["inspect", "kept-container"])?.success()?;
     vm.docker(&["image", "inspect", "busybox"])?.success()?;
+    let start = Instant::now();
+    loop {
+        let st = vm
+            .docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.RestartCount}}",
+                "always-up",
+            ])?
+            .success()?;
+        if st.out().starts_with("running") {
+            break;
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(60),
+            "a --restart always container did not come back after the reboot: {st}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let map = vm
+        .docker(&["exec", "always-up", "cat", "/proc/self/uid_map"])?
+        .success()?;
+    let first: Vec<&str> = map.out().split_whitespace().take(3).collect();
+    ensure!(
+        first.len() == 3 && first[0] == "0" && first[1] != "0",
+        "the restarted container is not in a user namespace of its own: {map}"
+    );
+    vm.docker(&["rm", "-f", "always-up"])?.success()?;
     Ok(())
 }
 
@@ -164,6 +208,13 @@ pub fn hard_kill(vm: &mut Vm) -> Result<()> {
     let st = vm.status()?;
     let disk = &st["guest"]["data_disk"];
     ensure!(disk["mounted"] == true && disk["error"].is_null(), "{disk}");
+    // The superblock on disk may be older than the journal's copy after a
+    // hard stop: the format is read through the kernel's recovery, never
+    // from the label alone.
+    ensure!(
+        disk["decided_by"] == "read-only mount (its journal needs recovery)",
+        "a disk stopped mid-write was not decided after recovery: {disk}"
+    );
     vm.docker(&["run", "--rm", "-v", "churn:/data", "busybox", "ls", "/data"])?
         .success()?;
     Ok(())
