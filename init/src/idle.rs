@@ -5,8 +5,8 @@
 //! still holds on the host is the guest's clean page cache: image layers,
 //! and binaries read from the verified root. Docker Desktop users expect
 //! an idle VM to shrink, so when no container has run for a while and the
-//! cache has grown since the last drop, init drops the clean page cache
-//! once (`vm.drop_caches = 1`). Dirty and mapped pages are never touched
+//! cache has grown since the last drop (or since boot: boot's own reads
+//! count), init drops the clean page cache once (`vm.drop_caches = 1`). Dirty and mapped pages are never touched
 //! by the kernel here, so running services keep their code.
 //!
 //! The check is a read of two small files every [`CHECK`]: cheaper than
@@ -39,7 +39,8 @@ pub struct Sample {
 /// The drop decision, apart from the files it reads (unit-tested).
 #[derive(Debug, Default)]
 pub struct Policy {
-    /// The page cache right after the last drop (or at start).
+    /// The page cache right after the last drop (None: no drop yet, and
+    /// all of the cache counts as growth).
     baseline_kib: Option<u64>,
     /// The previous check saw no container either.
     idle_before: bool,
@@ -50,11 +51,14 @@ impl Policy {
     /// no container (idle for at least one [`CHECK`]), and the cache grew by
     /// [`GROWTH_KIB`] since the last drop.
     pub fn decide(&mut self, s: Sample) -> bool {
-        let baseline = *self.baseline_kib.get_or_insert(s.cached_kib);
+        // No drop yet: everything boot read counts as growth (mkfs and
+        // e2fsck, the engine's start-up reads), so the first idle spell
+        // after boot drops it once.
+        let baseline = self.baseline_kib.unwrap_or(0);
         let idle_twice = !s.busy && self.idle_before;
         self.idle_before = !s.busy;
         // A cache that shrank on its own (memory pressure) lowers the bar.
-        if s.cached_kib < baseline {
+        if self.baseline_kib.is_some() && s.cached_kib < baseline {
             self.baseline_kib = Some(s.cached_kib);
         }
         idle_twice && s.cached_kib >= baseline + GROWTH_KIB
@@ -152,10 +156,15 @@ mod tests {
     #[test]
     fn drops_only_after_two_idle_checks_and_real_growth() {
         let mut p = Policy::default();
-        assert!(!p.decide(s(false, 100)), "first check sets the baseline");
+        assert!(!p.decide(s(false, 100)), "idle once is not idle yet");
+        assert!(
+            p.decide(s(false, 100)),
+            "idle twice: boot's 100 MiB goes once"
+        );
+        p.dropped(60 * 1024);
         assert!(!p.decide(s(true, 300)), "a container is running");
-        assert!(!p.decide(s(false, 300)), "idle once is not idle yet");
-        assert!(p.decide(s(false, 300)), "idle twice, grown by 200 MiB");
+        assert!(!p.decide(s(false, 300)), "idle once again is not idle yet");
+        assert!(p.decide(s(false, 300)), "idle twice, grown by 240 MiB");
         p.dropped(110 * 1024);
         assert!(!p.decide(s(false, 120)), "10 MiB of growth is not worth it");
         assert!(!p.decide(s(false, 120)));
@@ -163,9 +172,21 @@ mod tests {
     }
 
     #[test]
+    fn a_small_boot_cache_is_left_alone() {
+        let mut p = Policy::default();
+        assert!(!p.decide(s(false, 20)));
+        assert!(
+            !p.decide(s(false, 20)),
+            "20 MiB since boot is not worth a drop"
+        );
+    }
+
+    #[test]
     fn a_cache_that_shrank_lowers_the_baseline() {
         let mut p = Policy::default();
         p.decide(s(false, 200));
+        assert!(p.decide(s(false, 200)));
+        p.dropped(200 * 1024);
         p.decide(s(false, 50));
         assert!(p.decide(s(false, 90)), "grown 40 MiB over the new low");
     }
