@@ -712,7 +712,7 @@ fn memory_metrics(vm: &Vm) -> Result<Vec<Metric>> {
             "MiB",
             mib(after),
             None,
-            "lowest in the 60 s after it ended (the idle engine's page cache dropped); goal <= 300 MiB",
+            "lowest in the 60 s after it ended (the idle engine's page cache dropped); the bench's 2 GiB guest, not hull's default 4 GiB; goal <= 300 MiB",
         ),
         metric(
             "VM memory after a 1 GiB workload: guest RAM part (QEMU RssShmem)",
