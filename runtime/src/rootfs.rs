@@ -46,6 +46,12 @@ pub struct Ctx<'a> {
     pub bind_roots: &'a crate::bindroots::BindRoots,
 }
 
+/// A debug-level stage mark of the mount builder (`stage=m: ...`), for the
+/// bench's trace (`cargo xtask bench --trace-runtime`); silent without --debug.
+pub fn stage(what: std::fmt::Arguments<'_>) {
+    tracing::debug!(stage = %format_args!("m: {what}"), "create");
+}
+
 pub struct Built {
     pub root: OwnedFd,
     pub mounts: Vec<InitialMount>,
@@ -176,9 +182,11 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         Some("mode=700"),
     )
     .ctx(|| "mount scratch tmpfs")?;
+    stage(format_args!("slave, scratch tmpfs"));
     let mut record = Vec::new();
 
     let root = build_root(ctx, &scratch)?;
+    stage(format_args!("rootfs"));
     record.push(InitialMount {
         destination: "/".into(),
         fstype: "rootfs".into(),
@@ -208,6 +216,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         fresh_dev.push(identity(t.as_fd()).ctx(|| "stat the fresh /dev tmpfs")?);
         let target = safepath::ensure(root.as_fd(), "/dev", Kind::Dir, ids)?;
         attach(&t, &target, "/dev")?;
+        stage(format_args!("own /dev tmpfs"));
     }
     let mut has_pts = false;
     for m in ctx.mounts {
@@ -223,6 +232,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
             ids,
             &mut fresh_dev,
         )?);
+        stage(format_args!("mount {dest}"));
     }
     if !has_pts {
         let p = mountopts::parse(&[
@@ -236,6 +246,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         let t = new_fs("devpts", &p, ctx.ids)?;
         let target = safepath::ensure(root.as_fd(), "/dev/pts", Kind::Dir, ids)?;
         attach(&t, &target, "/dev/pts")?;
+        stage(format_args!("own /dev/pts"));
     }
     let dev =
         safepath::open_in_root(root.as_fd(), Path::new("dev")).ctx(|| "open /dev in the rootfs")?;
@@ -248,7 +259,9 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         // The init binds its pty here from inside (see console::bind_console).
         safepath::placeholder(dev.as_fd(), c"console", ids).ctx(|| "create /dev/console")?;
     }
+    stage(format_args!("devices"));
     emulate(ctx, root.as_fd(), &mut record)?;
+    stage(format_args!("procfs emulation"));
     // The kernel-locks-off build (`--weaken kernel-locks`, never shipped)
     // makes them later, inside the user namespace: see `masks_unlocked`.
     if !cfg!(feature = "weaken-kernel-locks") {
@@ -259,6 +272,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         // flag is locked with the rest when the container enters its userns.
         sys::mount_setattr(root.as_fd(), false, MOUNT_ATTR_RDONLY, 0, None)
             .ctx(|| "make the rootfs read-only")?;
+        stage(format_args!("rootfs read-only"));
     }
     Ok(Built {
         root,
@@ -270,6 +284,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
     let target = scratch.join("root");
     std::fs::create_dir(&target).ctx(|| "create scratch root")?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+    stage(format_args!("mountinfo read ({} bytes)", mountinfo.len()));
 
     match overlay::find(&mountinfo, ctx.rootfs) {
         Some(layers) if !layers.lower.is_empty() => {
@@ -290,6 +305,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
                     .ctx(|| format!("attach layer {}", l.display()))?;
                 lowers.push(name);
             }
+            stage(format_args!("{} lower layers idmapped", lowers.len()));
             let mut data = format!("lowerdir={}", lowers.join(":"));
             if let (Some(up), Some(work)) = (&layers.upper, &layers.work) {
                 // upper and work must sit on one mount: idmap their common parent.
@@ -311,6 +327,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
                     &format!("upper {}", parent.display()),
                 )?;
                 sys::move_mount_path(tree.as_fd(), &d).ctx(|| "attach upper")?;
+                stage(format_args!("upper idmapped"));
                 let rel = |p: &Path| {
                     p.strip_prefix(&parent)
                         .map(|r| Path::new("u").join(r))
@@ -782,6 +799,7 @@ fn masks(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) ->
             role: MountRole::Masked,
         });
     }
+    stage(format_args!("masks ({})", ctx.masked.len()));
     for path in &ctx.readonly_paths {
         let rel = safepath::clean_dest(path)?;
         let target = match safepath::open_in_root(root, &rel) {
@@ -808,6 +826,7 @@ fn masks(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) ->
             role: MountRole::ReadonlyPath,
         });
     }
+    stage(format_args!("read-only paths ({})", ctx.readonly_paths.len()));
     Ok(())
 }
 
@@ -836,7 +855,9 @@ pub fn masks_unlocked(ctx: &Ctx<'_>, record: &mut Vec<InitialMount>) -> Result<(
 pub fn pivot(root: &OwnedFd) -> Result<()> {
     nix::unistd::fchdir(root.as_raw_fd()).ctx(|| "chdir into the new root")?;
     sys::pivot_root_dot().ctx(|| "pivot_root")?;
+    stage(format_args!("pivot_root"));
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root")?;
+    stage(format_args!("old root detached"));
     nix::unistd::chdir("/").ctx(|| "chdir /")?;
     Ok(())
 }

@@ -335,12 +335,14 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         }
         ForkResult::Parent { child } => child,
     };
+    tracing::debug!(stage = "mount builder forked", "create");
     drop(m_end);
     let r = (|| -> Result<(Vec<InitialMount>, OwnedFd)> {
         let mounts = match p_m.recv()? {
             Some((Msg::Ready { mounts, .. }, _)) => mounts,
             m => return Err(unexpected("mount builder", m)),
         };
+        tracing::debug!(stage = "mount builder ready", "create");
         let mntns = namespaces::open_ns(m.as_raw(), "mnt")?;
         p_m.send(&Msg::Continue)?;
         Ok((mounts, mntns))
@@ -350,6 +352,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     }
     let _ = nix::sys::wait::waitpid(m, None);
     let (mounts, mntns) = r?;
+    tracing::debug!(stage = "mount builder reaped", "create");
 
     tracing::debug!(stage = "init finish", "create");
     // 3. The init takes the mount namespace and finishes.
@@ -543,11 +546,15 @@ struct MountPlan<'a> {
 }
 
 fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
+    let stage = rootfs::stage;
+    stage(format_args!("forked"));
     sys::set_pdeathsig(libc::SIGKILL).ctx(|| "pdeathsig")?;
     for (flag, fd) in p.others {
         sys::setns(fd.as_fd(), *flag).ctx(|| format!("setns {flag:#x}"))?;
     }
+    stage(format_args!("namespaces joined"));
     sys::unshare(libc::CLONE_NEWNS).ctx(|| "unshare mount namespace")?;
+    stage(format_args!("mount namespace unshared"));
     if let Some(h) = p.spec.hostname() {
         nix::unistd::sethostname(h).ctx(|| format!("sethostname {h}"))?;
     }
@@ -557,6 +564,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
     // Sysctls before /proc/sys turns read-only. They resolve in the
     // namespaces just joined (net, ipc, uts), never the VM's.
     write_sysctls(p.spec)?;
+    stage(format_args!("hostname, sysctls"));
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let linux = p.spec.linux().clone().unwrap_or_default();
     let mut masked: Vec<String> = linux.masked_paths().clone().unwrap_or_default();
@@ -607,6 +615,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
     sys::setns(p.userns.as_fd(), libc::CLONE_NEWUSER)
         .ctx(|| "enter the container's user namespace")?;
     sys::unshare(libc::CLONE_NEWNS).ctx(|| "lock mounts (new mount namespace)")?;
+    stage(format_args!("user namespace entered, mounts locked"));
     #[cfg(feature = "weaken-kernel-locks")]
     rootfs::masks_unlocked(&ctx, &mut built.mounts)?;
     ch.send(&Msg::Ready {
