@@ -284,7 +284,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
     let target = scratch.join("root");
     std::fs::create_dir(&target).ctx(|| "create scratch root")?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
-    stage(format_args!("mountinfo read ({} bytes)", mountinfo.len()));
+    stage(format_args!("mountinfo read"));
 
     match overlay::find(&mountinfo, ctx.rootfs) {
         Some(layers) if !layers.lower.is_empty() => {
@@ -826,7 +826,10 @@ fn masks(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) ->
             role: MountRole::ReadonlyPath,
         });
     }
-    stage(format_args!("read-only paths ({})", ctx.readonly_paths.len()));
+    stage(format_args!(
+        "read-only paths ({})",
+        ctx.readonly_paths.len()
+    ));
     Ok(())
 }
 
