@@ -331,3 +331,40 @@ fn main() -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_medians_are_per_stage_over_rounds() {
+        let round = |a: &str, b: &str| {
+            format!(
+                "2026-12-04T23:59:59.{a}Z bench: spawn [\"run\"]\n\
+                 2026-12-04T23:59:59.{b}Z debug: create stage=m: forked\n\
+                 2026-12-05T00:00:00.000000000Z debug: hull-runtime stage=process started\n\
+                 2026-12-05T00:00:00.001000000Z debug: hull-runtime stage=process started\n"
+            )
+        };
+        let rounds = [
+            round("900000000", "910000000"),
+            round("900000000", "930000000"),
+            round("900000000", "920000000"),
+        ];
+        let rows = stage_medians(&rounds);
+        let get = |l: &str| {
+            rows.iter()
+                .find(|r| r["stage"] == l)
+                .unwrap_or_else(|| panic!("no {l} in {rows:?}"))
+        };
+        // Median of 10, 30, 20 ms after the spawn line.
+        let m = get("m: forked");
+        assert!((m["at_ms"].as_f64().unwrap() - 20.0).abs() < 1e-6, "{m}");
+        // Past midnight, and a label seen again is counted apart.
+        let p = get("process started");
+        assert!((p["at_ms"].as_f64().unwrap() - 100.0).abs() < 1e-6, "{p}");
+        let p2 = get("process started#2");
+        assert!((p2["step_ms"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{p2}");
+        assert_eq!(rows.len(), 3);
+    }
+}
