@@ -40,8 +40,9 @@ pub struct Ctx<'a> {
     pub privileged: bool,
     pub want_fuse: bool,
     pub terminal: bool,
-    /// hull-guard's procfs emulation (FUSE), if mounted.
-    pub procfs: Option<&'a Path>,
+    /// hull-guard's emulated /proc files for this container (see
+    /// [`clone_emulated`]); empty when there are none.
+    pub emulated: &'a [Option<(PathBuf, OwnedFd)>],
     /// Where bind and volume sources may come from.
     pub bind_roots: &'a crate::bindroots::BindRoots,
 }
@@ -283,10 +284,22 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
 fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
     let target = scratch.join("root");
     std::fs::create_dir(&target).ctx(|| "create scratch root")?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
-    stage(format_args!("mountinfo read"));
+    // Only an overlay mounted at the rootfs is rebuilt from its layers, and
+    // statfs names the filesystem of the top-most mount there: any other
+    // answer means overlay::find would find none, so the mount table (which
+    // grows with every container in the VM) is read only for an overlay.
+    let maybe_overlay = nix::sys::statfs::statfs(ctx.rootfs)
+        .map(|f| f.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
+        .unwrap_or(true);
+    let layers = if maybe_overlay {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+        stage(format_args!("mountinfo read"));
+        overlay::find(&mountinfo, ctx.rootfs)
+    } else {
+        None
+    };
 
-    match overlay::find(&mountinfo, ctx.rootfs) {
+    match layers {
         Some(layers) if !layers.lower.is_empty() => {
             let mut lowers = Vec::new();
             for (i, l) in layers.lower.iter().enumerate() {
@@ -693,14 +706,76 @@ fn devices(
     Ok(())
 }
 
-/// Bind hull-guard's emulated files over their /proc counterparts, before the
-/// read-only paths are made (so /proc/sys's read-only copy includes them) and
-/// before the user namespace (so the binds are locked like the masks).
-fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
-    let Some(dir) = ctx.procfs else {
-        return Ok(());
+/// hull-guard's emulated files for one container, cloned as detached mounts,
+/// in the order of `procfs::EMULATED` (None: not served). Made by the runtime
+/// while the namespace helper works (each is a FUSE round trip to the guard),
+/// inherited by the mount builder, which binds them. Close-on-exec, and made
+/// after the helper (so the container's init) was forked: no process of the
+/// container ever holds one.
+pub type Emulated = Vec<Option<(PathBuf, OwnedFd)>>;
+
+/// Clone this container's emulated files from hull-guard's procfs emulation
+/// mounted at `procfs` (the container's range starts at `start`). Nothing
+/// when it is not mounted there.
+pub fn clone_emulated(procfs: &Path, start: u32) -> Result<Emulated> {
+    // One walk to this container's directory of the emulation, and the check
+    // that it is the guard's FUSE mount (not a plain directory left where it
+    // was mounted); each file is then one lookup below that fd.
+    let cdir = hull_guard_proto::procfs::container_dir(procfs, start);
+    let emul = match open_procfs_dir(&cdir) {
+        Ok(d) => d,
+        // Not mounted (the guard runs without it): as before, silently.
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::Other =>
+        {
+            tracing::debug!("no procfs emulation for this container: {e}");
+            return Ok(Vec::new());
+        }
+        Err(e) => {
+            tracing::warn!("procfs emulation: {}: {e}", cdir.display());
+            return Ok(Vec::new());
+        }
     };
-    for (file, dest) in hull_guard_proto::procfs::EMULATED {
+    let mut out = Vec::with_capacity(hull_guard_proto::procfs::EMULATED.len());
+    for (file, _) in hull_guard_proto::procfs::EMULATED {
+        let src = cdir.join(file);
+        // A plain name under the fd, no link followed: nothing outside the
+        // emulation's directory can be reached.
+        match sys::open_tree(
+            emul.as_raw_fd(),
+            Some(Path::new(file)),
+            OPEN_TREE_CLONE | libc::AT_SYMLINK_NOFOLLOW as u32,
+        ) {
+            Ok(t) => out.push(Some((src, t))),
+            // The clone itself failing is an error, as it always was.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::EPERM | libc::ENOMEM)
+                ) =>
+            {
+                return Err(e).ctx(|| format!("clone {}", src.display()));
+            }
+            // The lookup failing (the file is gone, the guard stopped
+            // answering) leaves /proc's own file, with a warning.
+            Err(e) => {
+                tracing::warn!("procfs emulation: mount source {}: {e}", src.display());
+                out.push(None);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Bind hull-guard's emulated files (`ctx.emulated`) over their /proc
+/// counterparts, before the read-only paths are made (so /proc/sys's
+/// read-only copy includes them) and before the user namespace (so the binds
+/// are locked like the masks).
+fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
+    for (made, (_, dest)) in ctx.emulated.iter().zip(hull_guard_proto::procfs::EMULATED) {
+        let Some((src, tree)) = made else {
+            continue;
+        };
         if ctx.masked.iter().any(|m| Path::new(dest).starts_with(m)) {
             continue;
         }
@@ -710,17 +785,7 @@ fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) 
             // The VM's kernel may lack a knob (or the bundle has no /proc).
             Err(_) => continue,
         };
-        let src = hull_guard_proto::procfs::container_dir(dir, ctx.ids.start).join(file);
-        let s = match open_host(&src) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("procfs emulation: {e}");
-                continue;
-            }
-        };
-        let tree = sys::open_tree(s.as_raw_fd(), None, OPEN_TREE_CLONE)
-            .ctx(|| format!("clone {}", src.display()))?;
-        attach(&tree, &target, dest)?;
+        attach(tree, &target, dest)?;
         record.push(InitialMount {
             destination: dest.to_string(),
             fstype: "fuse".into(),
@@ -730,6 +795,26 @@ fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) 
         });
     }
     Ok(())
+}
+
+/// O_PATH fd of a container's directory in hull-guard's procfs emulation,
+/// refused unless it lies on a FUSE mount (the emulation's).
+fn open_procfs_dir(cdir: &Path) -> std::io::Result<OwnedFd> {
+    let d = sys::openat2(
+        libc::AT_FDCWD,
+        cdir,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        RESOLVE_NO_MAGICLINKS,
+    )?;
+    let fs = nix::sys::statfs::fstatfs(d.as_fd())?;
+    if fs.filesystem_type().0 != FUSE_SUPER_MAGIC {
+        return Err(std::io::Error::other(format!(
+            "{} is not on hull-guard's FUSE mount",
+            cdir.display()
+        )));
+    }
+    Ok(d)
 }
 
 /// Is `name` in `dir` already the character device `devno`?

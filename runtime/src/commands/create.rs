@@ -67,6 +67,15 @@ impl Drop for Cleanup {
     }
 }
 
+/// Waits for the child `0` when dropped (on every return of create).
+struct Reap(Pid);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = nix::sys::wait::waitpid(self.0, None);
+    }
+}
+
 pub struct Created {
     pub pid: i32,
     pub state: State,
@@ -243,6 +252,15 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     cleanup.child = Some(h);
     tracing::debug!(stage = "h: cgroup joined", "create");
     p_h.send(&Msg::Continue)?;
+    // While H joins and unshares: the guard's emulated /proc files, each a
+    // FUSE round trip to hull-guard, off the mount builder's serial path.
+    // H (so the init) was forked before they exist, and they are close-on-exec
+    // (hooks), so only M, forked below, inherits them.
+    let emulated = match cfg.guard {
+        GuardMode::Required => rootfs::clone_emulated(&cfg.guard_procfs, ids.start)?,
+        _ => Vec::new(),
+    };
+    tracing::debug!(stage = "procfs emulation cloned", "create");
     match p_h.recv()? {
         Some((Msg::NamespacesReady, _)) => {}
         m => return Err(unexpected("namespace helper", m)),
@@ -315,9 +333,7 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         others: &others,
         privileged,
         bind_roots: &cfg.bind_roots,
-        procfs: (cfg.guard == GuardMode::Required
-            && hull_guard_proto::procfs::is_mounted(&cfg.guard_procfs))
-        .then(|| cfg.guard_procfs.clone()),
+        emulated: &emulated,
     };
     let m = match namespaces::fork_into_pidns(Some(&pidns))? {
         ForkResult::Child => {
@@ -336,6 +352,8 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         ForkResult::Parent { child } => child,
     };
     tracing::debug!(stage = "mount builder forked", "create");
+    // M has its own copies; the runtime needs them no more.
+    drop(emulated);
     drop(m_end);
     let r = (|| -> Result<(Vec<InitialMount>, OwnedFd)> {
         let mounts = match p_m.recv()? {
@@ -350,9 +368,12 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     if r.is_err() {
         let _ = nix::sys::signal::kill(m, nix::sys::signal::Signal::SIGKILL);
     }
-    let _ = nix::sys::wait::waitpid(m, None);
+    // M only exits once it has the Continue (or is killed): its exit (an
+    // address space to tear down) overlaps the init's work below, and it is
+    // reaped before create returns, so it is gone before `start` lets any of
+    // the container's code run, as it always was.
+    let m_exit = Reap(m);
     let (mounts, mntns) = r?;
-    tracing::debug!(stage = "mount builder reaped", "create");
 
     tracing::debug!(stage = "init finish", "create");
     // 3. The init takes the mount namespace and finishes.
@@ -363,6 +384,8 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         m => return Err(unexpected("container init", m)),
     };
     tracing::debug!(stage = "init ready", "create");
+    drop(m_exit);
+    tracing::debug!(stage = "mount builder reaped", "create");
     if let Some(g) = guard.as_mut() {
         // Without a listener (the profile lets no mount-family call through)
         // the guard still learns of the container: its procfs emulation
@@ -540,8 +563,8 @@ struct MountPlan<'a> {
     userns: &'a OwnedFd,
     others: &'a [(i32, OwnedFd)],
     privileged: bool,
-    /// hull-guard's procfs emulation, when it is mounted.
-    procfs: Option<PathBuf>,
+    /// hull-guard's emulated /proc files (`rootfs::clone_emulated`).
+    emulated: &'a [Option<(PathBuf, OwnedFd)>],
     bind_roots: &'a crate::bindroots::BindRoots,
 }
 
@@ -603,7 +626,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
         privileged: p.privileged,
         want_fuse,
         terminal: p.process.terminal().unwrap_or(false),
-        procfs: p.procfs.as_deref(),
+        emulated: p.emulated,
         bind_roots: p.bind_roots,
     };
     #[allow(unused_mut)]
