@@ -682,28 +682,28 @@ fn devices(
             role: MountRole::Device,
         });
     }
-    for (name, target) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        // Created as the container's root, so no chown is ever needed: a
-        // name that exists already (a VM node through a bind, a volume's
-        // link) is left alone, and the link is never made outside our tmpfs.
-        if !own_dev {
-            continue;
-        }
-        let made = safepath::as_fsids(ctx.ids.start, ctx.ids.start, || {
-            nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name)
-        });
-        match made {
-            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(e).ctx(|| format!("link /dev/{name} to {target}")),
-        }
+    // Created as the container's root, so no chown is ever needed: a name
+    // that exists already (a VM node through a bind, a volume's link) is left
+    // alone, and the link is never made outside our tmpfs. One switch of the
+    // fs ids for all five links (nothing else runs in between).
+    if !own_dev {
+        return Ok(());
     }
-    Ok(())
+    safepath::as_fsids(ctx.ids.start, ctx.ids.start, || {
+        for (name, target) in [
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            match nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(e).ctx(|| format!("link /dev/{name} to {target}")),
+            }
+        }
+        Ok(())
+    })
 }
 
 /// hull-guard's emulated files for one container, cloned as detached mounts,

@@ -67,7 +67,7 @@ impl Drop for Cleanup {
     }
 }
 
-/// Waits for the child `0` when dropped (on every return of create).
+/// Waits for a child (the mount builder) when dropped, on every return of create.
 struct Reap(Pid);
 
 impl Drop for Reap {
