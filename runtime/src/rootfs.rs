@@ -41,8 +41,9 @@ pub struct Ctx<'a> {
     pub want_fuse: bool,
     pub terminal: bool,
     /// hull-guard's emulated /proc files for this container (see
-    /// [`clone_emulated`]); empty when there are none.
-    pub emulated: &'a [Option<(PathBuf, OwnedFd)>],
+    /// [`clone_emulated`]), handed over when the build needs them (the
+    /// runtime clones them meanwhile); empty when there are none.
+    pub emulated: &'a dyn Fn() -> Result<Emulated>,
     /// Where bind and volume sources may come from.
     pub bind_roots: &'a crate::bindroots::BindRoots,
 }
@@ -706,13 +707,12 @@ fn devices(
     })
 }
 
-/// hull-guard's emulated files for one container, cloned as detached mounts,
-/// in the order of `procfs::EMULATED` (None: not served). Made by the runtime
-/// while the namespace helper works (each is a FUSE round trip to the guard),
-/// inherited by the mount builder, which binds them. Close-on-exec, and made
-/// after the helper (so the container's init) was forked: no process of the
-/// container ever holds one.
-pub type Emulated = Vec<Option<(PathBuf, OwnedFd)>>;
+/// hull-guard's emulated files for one container, cloned as detached mounts:
+/// (index in `procfs::EMULATED`, source path, the clone). Made by the runtime
+/// while the mount builder works (each is a FUSE round trip to the guard) and
+/// passed to it; close-on-exec, and never passed to any process of the
+/// container.
+pub type Emulated = Vec<(usize, String, OwnedFd)>;
 
 /// Clone this container's emulated files from hull-guard's procfs emulation
 /// mounted at `procfs` (the container's range starts at `start`). Nothing
@@ -737,7 +737,7 @@ pub fn clone_emulated(procfs: &Path, start: u32) -> Result<Emulated> {
         }
     };
     let mut out = Vec::with_capacity(hull_guard_proto::procfs::EMULATED.len());
-    for (file, _) in hull_guard_proto::procfs::EMULATED {
+    for (i, (file, _)) in hull_guard_proto::procfs::EMULATED.iter().enumerate() {
         let src = cdir.join(file);
         // A plain name under the fd, no link followed: nothing outside the
         // emulation's directory can be reached.
@@ -746,7 +746,7 @@ pub fn clone_emulated(procfs: &Path, start: u32) -> Result<Emulated> {
             Some(Path::new(file)),
             OPEN_TREE_CLONE | libc::AT_SYMLINK_NOFOLLOW as u32,
         ) {
-            Ok(t) => out.push(Some((src, t))),
+            Ok(t) => out.push((i, src.display().to_string(), t)),
             // The clone itself failing is an error, as it always was.
             Err(e)
                 if matches!(
@@ -758,10 +758,7 @@ pub fn clone_emulated(procfs: &Path, start: u32) -> Result<Emulated> {
             }
             // The lookup failing (the file is gone, the guard stopped
             // answering) leaves /proc's own file, with a warning.
-            Err(e) => {
-                tracing::warn!("procfs emulation: mount source {}: {e}", src.display());
-                out.push(None);
-            }
+            Err(e) => tracing::warn!("procfs emulation: mount source {}: {e}", src.display()),
         }
     }
     Ok(out)
@@ -772,9 +769,9 @@ pub fn clone_emulated(procfs: &Path, start: u32) -> Result<Emulated> {
 /// read-only copy includes them) and before the user namespace (so the binds
 /// are locked like the masks).
 fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
-    for (made, (_, dest)) in ctx.emulated.iter().zip(hull_guard_proto::procfs::EMULATED) {
-        let Some((src, tree)) = made else {
-            continue;
+    for (i, src, tree) in (ctx.emulated)()? {
+        let Some((_, dest)) = hull_guard_proto::procfs::EMULATED.get(i) else {
+            return Err(Error::Other(format!("procfs emulation: no file {i}")));
         };
         if ctx.masked.iter().any(|m| Path::new(dest).starts_with(m)) {
             continue;
@@ -785,11 +782,11 @@ fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) 
             // The VM's kernel may lack a knob (or the bundle has no /proc).
             Err(_) => continue,
         };
-        attach(tree, &target, dest)?;
+        attach(&tree, &target, dest)?;
         record.push(InitialMount {
             destination: dest.to_string(),
             fstype: "fuse".into(),
-            source: src.display().to_string(),
+            source: src,
             readonly: false,
             role: MountRole::Emulated,
         });

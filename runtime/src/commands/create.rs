@@ -252,15 +252,6 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     cleanup.child = Some(h);
     tracing::debug!(stage = "h: cgroup joined", "create");
     p_h.send(&Msg::Continue)?;
-    // While H joins and unshares: the guard's emulated /proc files, each a
-    // FUSE round trip to hull-guard, off the mount builder's serial path.
-    // H (so the init) was forked before they exist, and they are close-on-exec
-    // (hooks), so only M, forked below, inherits them.
-    let emulated = match cfg.guard {
-        GuardMode::Required => rootfs::clone_emulated(&cfg.guard_procfs, ids.start)?,
-        _ => Vec::new(),
-    };
-    tracing::debug!(stage = "procfs emulation cloned", "create");
     match p_h.recv()? {
         Some((Msg::NamespacesReady, _)) => {}
         m => return Err(unexpected("namespace helper", m)),
@@ -333,7 +324,6 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         others: &others,
         privileged,
         bind_roots: &cfg.bind_roots,
-        emulated: &emulated,
     };
     let m = match namespaces::fork_into_pidns(Some(&pidns))? {
         ForkResult::Child => {
@@ -352,10 +342,27 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         ForkResult::Parent { child } => child,
     };
     tracing::debug!(stage = "mount builder forked", "create");
-    // M has its own copies; the runtime needs them no more.
-    drop(emulated);
     drop(m_end);
     let r = (|| -> Result<(Vec<InitialMount>, OwnedFd)> {
+        // While M builds /proc and /dev: the guard's emulated /proc files,
+        // each a FUSE round trip to hull-guard, off M's serial path. M takes
+        // them just before it binds them (`rootfs::emulate`).
+        let emulated = match cfg.guard {
+            GuardMode::Required => rootfs::clone_emulated(&cfg.guard_procfs, ids.start)?,
+            _ => Vec::new(),
+        };
+        tracing::debug!(stage = "procfs emulation cloned", "create");
+        if let Err(e) = send_emulated(emulated, &p_m) {
+            // M died first (its end is closed, so this read cannot wait): its
+            // own reason says more than a broken pipe.
+            if matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EPIPE))
+            {
+                if let Ok(Some((Msg::Error(m), _))) = p_m.recv() {
+                    return Err(Error::Other(m));
+                }
+            }
+            return Err(e);
+        }
         let mounts = match p_m.recv()? {
             Some((Msg::Ready { mounts, .. }, _)) => mounts,
             m => return Err(unexpected("mount builder", m)),
@@ -553,6 +560,27 @@ fn helper_main(
     }
 }
 
+/// Pass hull-guard's emulated /proc files (`rootfs::clone_emulated`) to the
+/// mount builder, then `Continue`.
+fn send_emulated(emulated: rootfs::Emulated, m: &sync::Channel) -> Result<()> {
+    for (index, source, tree) in emulated {
+        m.send_fd(&Msg::Emulated { index, source }, Some(tree.as_raw_fd()))?;
+    }
+    m.send(&Msg::Continue)
+}
+
+/// The mount builder's side of [`send_emulated`].
+fn recv_emulated(ch: &sync::Channel) -> Result<rootfs::Emulated> {
+    let mut out = Vec::new();
+    loop {
+        match ch.recv()? {
+            Some((Msg::Emulated { index, source }, Some(fd))) => out.push((index, source, fd)),
+            Some((Msg::Continue, _)) => return Ok(out),
+            m => return Err(unexpected("runtime", m)),
+        }
+    }
+}
+
 struct MountPlan<'a> {
     spec: &'a Spec,
     process: &'a Process,
@@ -563,8 +591,6 @@ struct MountPlan<'a> {
     userns: &'a OwnedFd,
     others: &'a [(i32, OwnedFd)],
     privileged: bool,
-    /// hull-guard's emulated /proc files (`rootfs::clone_emulated`).
-    emulated: &'a [Option<(PathBuf, OwnedFd)>],
     bind_roots: &'a crate::bindroots::BindRoots,
 }
 
@@ -626,7 +652,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
         privileged: p.privileged,
         want_fuse,
         terminal: p.process.terminal().unwrap_or(false),
-        emulated: p.emulated,
+        emulated: &|| recv_emulated(ch),
         bind_roots: p.bind_roots,
     };
     #[allow(unused_mut)]
