@@ -63,8 +63,12 @@ impl<S: Subscriber> Layer<S> for LineLayer {
         } else {
             format!("{} {lvl}: {msg}", rfc3339_now())
         };
+        // One write per line: the runtime, its mount builder and the
+        // container's init log to one stderr at once, and a line written in
+        // pieces would interleave with theirs.
+        let line = format!("{line}\n");
         if let Ok(mut o) = self.out.lock() {
-            let _ = writeln!(o, "{line}");
+            let _ = o.write_all(line.as_bytes());
             let _ = o.flush();
         }
     }

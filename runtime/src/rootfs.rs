@@ -40,10 +40,18 @@ pub struct Ctx<'a> {
     pub privileged: bool,
     pub want_fuse: bool,
     pub terminal: bool,
-    /// hull-guard's procfs emulation (FUSE), if mounted.
-    pub procfs: Option<&'a Path>,
+    /// hull-guard's emulated /proc files for this container (see
+    /// [`clone_emulated`]), handed over when the build needs them (the
+    /// runtime clones them meanwhile); empty when there are none.
+    pub emulated: &'a dyn Fn() -> Result<Emulated>,
     /// Where bind and volume sources may come from.
     pub bind_roots: &'a crate::bindroots::BindRoots,
+}
+
+/// A debug-level stage mark of the mount builder (`stage=m: ...`), for the
+/// bench's trace (`cargo xtask bench --trace-runtime`); silent without --debug.
+pub fn stage(what: std::fmt::Arguments<'_>) {
+    tracing::debug!(stage = %format_args!("m: {what}"), "create");
 }
 
 pub struct Built {
@@ -176,9 +184,11 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         Some("mode=700"),
     )
     .ctx(|| "mount scratch tmpfs")?;
+    stage(format_args!("slave, scratch tmpfs"));
     let mut record = Vec::new();
 
     let root = build_root(ctx, &scratch)?;
+    stage(format_args!("rootfs"));
     record.push(InitialMount {
         destination: "/".into(),
         fstype: "rootfs".into(),
@@ -208,6 +218,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         fresh_dev.push(identity(t.as_fd()).ctx(|| "stat the fresh /dev tmpfs")?);
         let target = safepath::ensure(root.as_fd(), "/dev", Kind::Dir, ids)?;
         attach(&t, &target, "/dev")?;
+        stage(format_args!("own /dev tmpfs"));
     }
     let mut has_pts = false;
     for m in ctx.mounts {
@@ -223,6 +234,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
             ids,
             &mut fresh_dev,
         )?);
+        stage(format_args!("mount {dest}"));
     }
     if !has_pts {
         let p = mountopts::parse(&[
@@ -236,6 +248,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         let t = new_fs("devpts", &p, ctx.ids)?;
         let target = safepath::ensure(root.as_fd(), "/dev/pts", Kind::Dir, ids)?;
         attach(&t, &target, "/dev/pts")?;
+        stage(format_args!("own /dev/pts"));
     }
     let dev =
         safepath::open_in_root(root.as_fd(), Path::new("dev")).ctx(|| "open /dev in the rootfs")?;
@@ -248,7 +261,9 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         // The init binds its pty here from inside (see console::bind_console).
         safepath::placeholder(dev.as_fd(), c"console", ids).ctx(|| "create /dev/console")?;
     }
+    stage(format_args!("devices"));
     emulate(ctx, root.as_fd(), &mut record)?;
+    stage(format_args!("procfs emulation"));
     // The kernel-locks-off build (`--weaken kernel-locks`, never shipped)
     // makes them later, inside the user namespace: see `masks_unlocked`.
     if !cfg!(feature = "weaken-kernel-locks") {
@@ -259,6 +274,7 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
         // flag is locked with the rest when the container enters its userns.
         sys::mount_setattr(root.as_fd(), false, MOUNT_ATTR_RDONLY, 0, None)
             .ctx(|| "make the rootfs read-only")?;
+        stage(format_args!("rootfs read-only"));
     }
     Ok(Built {
         root,
@@ -269,9 +285,22 @@ pub fn build(ctx: &Ctx<'_>) -> Result<Built> {
 fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
     let target = scratch.join("root");
     std::fs::create_dir(&target).ctx(|| "create scratch root")?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+    // Only an overlay mounted at the rootfs is rebuilt from its layers, and
+    // statfs names the filesystem of the top-most mount there: any other
+    // answer means overlay::find would find none, so the mount table (which
+    // grows with every container in the VM) is read only for an overlay.
+    let maybe_overlay = nix::sys::statfs::statfs(ctx.rootfs)
+        .map(|f| f.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
+        .unwrap_or(true);
+    let layers = if maybe_overlay {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo")?;
+        stage(format_args!("mountinfo read"));
+        overlay::find(&mountinfo, ctx.rootfs)
+    } else {
+        None
+    };
 
-    match overlay::find(&mountinfo, ctx.rootfs) {
+    match layers {
         Some(layers) if !layers.lower.is_empty() => {
             let mut lowers = Vec::new();
             for (i, l) in layers.lower.iter().enumerate() {
@@ -290,6 +319,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
                     .ctx(|| format!("attach layer {}", l.display()))?;
                 lowers.push(name);
             }
+            stage(format_args!("{} lower layers idmapped", lowers.len()));
             let mut data = format!("lowerdir={}", lowers.join(":"));
             if let (Some(up), Some(work)) = (&layers.upper, &layers.work) {
                 // upper and work must sit on one mount: idmap their common parent.
@@ -311,6 +341,7 @@ fn build_root(ctx: &Ctx<'_>, scratch: &Path) -> Result<OwnedFd> {
                     &format!("upper {}", parent.display()),
                 )?;
                 sys::move_mount_path(tree.as_fd(), &d).ctx(|| "attach upper")?;
+                stage(format_args!("upper idmapped"));
                 let rel = |p: &Path| {
                     p.strip_prefix(&parent)
                         .map(|r| Path::new("u").join(r))
@@ -652,38 +683,96 @@ fn devices(
             role: MountRole::Device,
         });
     }
-    for (name, target) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        // Created as the container's root, so no chown is ever needed: a
-        // name that exists already (a VM node through a bind, a volume's
-        // link) is left alone, and the link is never made outside our tmpfs.
-        if !own_dev {
-            continue;
-        }
-        let made = safepath::as_fsids(ctx.ids.start, ctx.ids.start, || {
-            nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name)
-        });
-        match made {
-            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(e).ctx(|| format!("link /dev/{name} to {target}")),
-        }
+    // Created as the container's root, so no chown is ever needed: a name
+    // that exists already (a VM node through a bind, a volume's link) is left
+    // alone, and the link is never made outside our tmpfs. One switch of the
+    // fs ids for all five links (nothing else runs in between).
+    if !own_dev {
+        return Ok(());
     }
-    Ok(())
+    safepath::as_fsids(ctx.ids.start, ctx.ids.start, || {
+        for (name, target) in [
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            match nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(e).ctx(|| format!("link /dev/{name} to {target}")),
+            }
+        }
+        Ok(())
+    })
 }
 
-/// Bind hull-guard's emulated files over their /proc counterparts, before the
-/// read-only paths are made (so /proc/sys's read-only copy includes them) and
-/// before the user namespace (so the binds are locked like the masks).
-fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
-    let Some(dir) = ctx.procfs else {
-        return Ok(());
+/// hull-guard's emulated files for one container, cloned as detached mounts:
+/// (index in `procfs::EMULATED`, source path, the clone). Made by the runtime
+/// while the mount builder works (each is a FUSE round trip to the guard) and
+/// passed to it; close-on-exec, and never passed to any process of the
+/// container.
+pub type Emulated = Vec<(usize, String, OwnedFd)>;
+
+/// Clone this container's emulated files from hull-guard's procfs emulation
+/// mounted at `procfs` (the container's range starts at `start`). Nothing
+/// when it is not mounted there.
+pub fn clone_emulated(procfs: &Path, start: u32) -> Result<Emulated> {
+    // One walk to this container's directory of the emulation, and the check
+    // that it is the guard's FUSE mount (not a plain directory left where it
+    // was mounted); each file is then one lookup below that fd.
+    let cdir = hull_guard_proto::procfs::container_dir(procfs, start);
+    let emul = match open_procfs_dir(&cdir) {
+        Ok(d) => d,
+        // Not mounted (the guard runs without it): as before, silently.
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::Other =>
+        {
+            tracing::debug!("no procfs emulation for this container: {e}");
+            return Ok(Vec::new());
+        }
+        Err(e) => {
+            tracing::warn!("procfs emulation: {}: {e}", cdir.display());
+            return Ok(Vec::new());
+        }
     };
-    for (file, dest) in hull_guard_proto::procfs::EMULATED {
+    let mut out = Vec::with_capacity(hull_guard_proto::procfs::EMULATED.len());
+    for (i, (file, _)) in hull_guard_proto::procfs::EMULATED.iter().enumerate() {
+        let src = cdir.join(file);
+        // A plain name under the fd, no link followed: nothing outside the
+        // emulation's directory can be reached.
+        match sys::open_tree(
+            emul.as_raw_fd(),
+            Some(Path::new(file)),
+            OPEN_TREE_CLONE | libc::AT_SYMLINK_NOFOLLOW as u32,
+        ) {
+            Ok(t) => out.push((i, src.display().to_string(), t)),
+            // The clone itself failing is an error, as it always was.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::EPERM | libc::ENOMEM)
+                ) =>
+            {
+                return Err(e).ctx(|| format!("clone {}", src.display()));
+            }
+            // The lookup failing (the file is gone, the guard stopped
+            // answering) leaves /proc's own file, with a warning.
+            Err(e) => tracing::warn!("procfs emulation: mount source {}: {e}", src.display()),
+        }
+    }
+    Ok(out)
+}
+
+/// Bind hull-guard's emulated files (`ctx.emulated`) over their /proc
+/// counterparts, before the read-only paths are made (so /proc/sys's
+/// read-only copy includes them) and before the user namespace (so the binds
+/// are locked like the masks).
+fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) -> Result<()> {
+    for (i, src, tree) in (ctx.emulated)()? {
+        let Some((_, dest)) = hull_guard_proto::procfs::EMULATED.get(i) else {
+            return Err(Error::Other(format!("procfs emulation: no file {i}")));
+        };
         if ctx.masked.iter().any(|m| Path::new(dest).starts_with(m)) {
             continue;
         }
@@ -693,26 +782,36 @@ fn emulate(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) 
             // The VM's kernel may lack a knob (or the bundle has no /proc).
             Err(_) => continue,
         };
-        let src = hull_guard_proto::procfs::container_dir(dir, ctx.ids.start).join(file);
-        let s = match open_host(&src) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("procfs emulation: {e}");
-                continue;
-            }
-        };
-        let tree = sys::open_tree(s.as_raw_fd(), None, OPEN_TREE_CLONE)
-            .ctx(|| format!("clone {}", src.display()))?;
         attach(&tree, &target, dest)?;
         record.push(InitialMount {
             destination: dest.to_string(),
             fstype: "fuse".into(),
-            source: src.display().to_string(),
+            source: src,
             readonly: false,
             role: MountRole::Emulated,
         });
     }
     Ok(())
+}
+
+/// O_PATH fd of a container's directory in hull-guard's procfs emulation,
+/// refused unless it lies on a FUSE mount (the emulation's).
+fn open_procfs_dir(cdir: &Path) -> std::io::Result<OwnedFd> {
+    let d = sys::openat2(
+        libc::AT_FDCWD,
+        cdir,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        RESOLVE_NO_MAGICLINKS,
+    )?;
+    let fs = nix::sys::statfs::fstatfs(d.as_fd())?;
+    if fs.filesystem_type().0 != FUSE_SUPER_MAGIC {
+        return Err(std::io::Error::other(format!(
+            "{} is not on hull-guard's FUSE mount",
+            cdir.display()
+        )));
+    }
+    Ok(d)
 }
 
 /// Is `name` in `dir` already the character device `devno`?
@@ -782,6 +881,7 @@ fn masks(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) ->
             role: MountRole::Masked,
         });
     }
+    stage(format_args!("masks ({})", ctx.masked.len()));
     for path in &ctx.readonly_paths {
         let rel = safepath::clean_dest(path)?;
         let target = match safepath::open_in_root(root, &rel) {
@@ -808,6 +908,10 @@ fn masks(ctx: &Ctx<'_>, root: BorrowedFd<'_>, record: &mut Vec<InitialMount>) ->
             role: MountRole::ReadonlyPath,
         });
     }
+    stage(format_args!(
+        "read-only paths ({})",
+        ctx.readonly_paths.len()
+    ));
     Ok(())
 }
 
@@ -836,7 +940,9 @@ pub fn masks_unlocked(ctx: &Ctx<'_>, record: &mut Vec<InitialMount>) -> Result<(
 pub fn pivot(root: &OwnedFd) -> Result<()> {
     nix::unistd::fchdir(root.as_raw_fd()).ctx(|| "chdir into the new root")?;
     sys::pivot_root_dot().ctx(|| "pivot_root")?;
+    stage(format_args!("pivot_root"));
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the old root")?;
+    stage(format_args!("old root detached"));
     nix::unistd::chdir("/").ctx(|| "chdir /")?;
     Ok(())
 }

@@ -20,6 +20,10 @@ pub enum Msg {
         #[serde(default)]
         mounts: Vec<crate::guard_proto::InitialMount>,
     },
+    /// Runtime → mount builder: one of hull-guard's emulated /proc files, a
+    /// detached mount (the fd), by its index in `procfs::EMULATED`, cloned
+    /// while the builder works; a `Continue` ends the list.
+    Emulated { index: usize, source: String },
     /// Child → parent: the pid the parent should report (exec's grandchild).
     Pid(i32),
     /// Either way: a failure, with the message the user should see.

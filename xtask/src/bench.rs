@@ -1160,7 +1160,23 @@ fn runtime_metrics(vm: &Vm, trace: bool) -> Result<Vec<Metric>> {
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&file, log)?;
+        // Over all measured rounds (one round's trace is one noisy sample).
+        let mut text = log.to_string();
+        if let Some(rows) = v["hull-trace"]["stage_medians"].as_array() {
+            text.push_str(&format!(
+                "\n# median over {} rounds: ms since spawn, ms since the stage before (in that round), stage\n",
+                rows.first().and_then(|r| r["rounds"].as_u64()).unwrap_or(0)
+            ));
+            for r in rows {
+                text.push_str(&format!(
+                    "{:9.2} {:8.2}  {}\n",
+                    r["at_ms"].as_f64().unwrap_or(f64::NAN),
+                    r["step_ms"].as_f64().unwrap_or(f64::NAN),
+                    r["stage"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+        std::fs::write(&file, text)?;
         eprintln!(
             "[bench] hull-runtime --debug stages of the last round: {}",
             file.display()

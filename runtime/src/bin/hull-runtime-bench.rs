@@ -189,6 +189,82 @@ fn step(rt: &Rt, state: &Path, args: &[&str], bundle: &Path) -> Result<String> {
     ))
 }
 
+/// The stage marks of one round's `--debug` log (`<time> debug: <who>
+/// stage=<name>`), as (label, ms since the round's first line). A label
+/// seen again (the second command's `process started`) gets `#2`.
+fn stage_offsets(log: &str) -> Vec<(String, f64)> {
+    // Seconds of the day from RFC 3339 with nanoseconds; a round lasts
+    // well under a day, so a wrap past midnight is one day added.
+    let secs = |line: &str| -> Option<f64> {
+        let t = line.split_whitespace().next()?.split_once('T')?.1;
+        let t = t.trim_end_matches('Z');
+        let mut it = t.split(':');
+        let h: f64 = it.next()?.parse().ok()?;
+        let m: f64 = it.next()?.parse().ok()?;
+        let s: f64 = it.next()?.parse().ok()?;
+        Some(h * 3600.0 + m * 60.0 + s)
+    };
+    let mut start = None;
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for line in log.lines() {
+        let Some(t) = secs(line) else { continue };
+        let t0 = *start.get_or_insert(t);
+        let Some((_, stage)) = line.split_once(" stage=") else {
+            continue;
+        };
+        let mut label = stage.trim().to_string();
+        let seen = out
+            .iter()
+            .filter(|(l, _)| l.split('#').next() == Some(&label))
+            .count();
+        if seen > 0 {
+            label = format!("{label}#{}", seen + 1);
+        }
+        let d = if t < t0 { t + 86400.0 - t0 } else { t - t0 };
+        out.push((label, d * 1000.0));
+    }
+    out
+}
+
+/// Per stage over all measured rounds: the median time since the round
+/// began and the median time since the stage logged before it, ordered by
+/// the first. One round's trace is one sample; a neighbour's build on the
+/// same host can double any one of them.
+fn stage_medians(rounds: &[String]) -> Vec<serde_json::Value> {
+    let per_round: Vec<Vec<(String, f64)>> = rounds.iter().map(|l| stage_offsets(l)).collect();
+    let mut labels: Vec<String> = Vec::new();
+    for r in &per_round {
+        for (l, _) in r {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let mut rows: Vec<(String, f64, f64, usize)> = labels
+        .into_iter()
+        .map(|l| {
+            let mut at = Vec::new();
+            let mut step = Vec::new();
+            for r in &per_round {
+                if let Some(i) = r.iter().position(|(x, _)| *x == l) {
+                    at.push(r[i].1);
+                    step.push(if i == 0 { r[i].1 } else { r[i].1 - r[i - 1].1 });
+                }
+            }
+            let n = at.len();
+            (l, median(at), median(step), n)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+    rows.into_iter()
+        .map(|(l, at, step, n)| json!({"stage": l, "at_ms": at, "step_ms": step, "rounds": n}))
+        .collect()
+}
+
 fn main() -> Result<()> {
     let (n, payload, rts) = parse_args()?;
     // Not under /run/hull (0700): runc's and crun's container root is an
@@ -208,6 +284,7 @@ fn main() -> Result<()> {
     bundle(&b_ref, &payload, true)?;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); rts.len()];
     let mut last_log: Vec<String> = vec![String::new(); rts.len()];
+    let mut logs: Vec<Vec<String>> = vec![Vec::new(); rts.len()];
     // Two warm-up rounds, then n measured ones, interleaved.
     for round in 0..n + 2 {
         for (i, rt) in rts.iter().enumerate() {
@@ -222,14 +299,18 @@ fn main() -> Result<()> {
                 b,
             )?;
             let delete = step(rt, &state, &["delete", "--force", &id], b)?;
+            let elapsed = t.elapsed().as_secs_f64() * 1000.0;
             last_log[i] = run + &delete;
             if round >= 2 {
-                samples[i].push(t.elapsed().as_secs_f64() * 1000.0);
+                samples[i].push(elapsed);
+                if !last_log[i].is_empty() {
+                    logs[i].push(last_log[i].clone());
+                }
             }
         }
     }
     let mut out = serde_json::Map::new();
-    for ((rt, mut s), log) in rts.iter().zip(samples).zip(last_log) {
+    for (((rt, mut s), log), all) in rts.iter().zip(samples).zip(last_log).zip(logs) {
         s.sort_by(|a, b| a.total_cmp(b));
         let median = s[s.len() / 2];
         let mut v = json!({
@@ -242,10 +323,48 @@ fn main() -> Result<()> {
         if !log.is_empty() {
             // What a --debug runtime logged in the last round (stage timestamps).
             v["last_log"] = json!(log.chars().take(16 * 1024).collect::<String>());
+            v["stage_medians"] = json!(stage_medians(&all));
         }
         out.insert(rt.name.clone(), v);
     }
     println!("{}", serde_json::Value::Object(out));
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_medians_are_per_stage_over_rounds() {
+        let round = |a: &str, b: &str| {
+            format!(
+                "2026-12-04T23:59:59.{a}Z bench: spawn [\"run\"]\n\
+                 2026-12-04T23:59:59.{b}Z debug: create stage=m: forked\n\
+                 2026-12-05T00:00:00.000000000Z debug: hull-runtime stage=process started\n\
+                 2026-12-05T00:00:00.001000000Z debug: hull-runtime stage=process started\n"
+            )
+        };
+        let rounds = [
+            round("900000000", "910000000"),
+            round("900000000", "930000000"),
+            round("900000000", "920000000"),
+        ];
+        let rows = stage_medians(&rounds);
+        let get = |l: &str| {
+            rows.iter()
+                .find(|r| r["stage"] == l)
+                .unwrap_or_else(|| panic!("no {l} in {rows:?}"))
+        };
+        // Median of 10, 30, 20 ms after the spawn line.
+        let m = get("m: forked");
+        assert!((m["at_ms"].as_f64().unwrap() - 20.0).abs() < 1e-6, "{m}");
+        // Past midnight, and a label seen again is counted apart.
+        let p = get("process started");
+        assert!((p["at_ms"].as_f64().unwrap() - 100.0).abs() < 1e-6, "{p}");
+        let p2 = get("process started#2");
+        assert!((p2["step_ms"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{p2}");
+        assert_eq!(rows.len(), 3);
+    }
 }

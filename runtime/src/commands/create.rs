@@ -67,6 +67,15 @@ impl Drop for Cleanup {
     }
 }
 
+/// Waits for a child (the mount builder) when dropped, on every return of create.
+struct Reap(Pid);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = nix::sys::wait::waitpid(self.0, None);
+    }
+}
+
 pub struct Created {
     pub pid: i32,
     pub state: State,
@@ -315,9 +324,6 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         others: &others,
         privileged,
         bind_roots: &cfg.bind_roots,
-        procfs: (cfg.guard == GuardMode::Required
-            && hull_guard_proto::procfs::is_mounted(&cfg.guard_procfs))
-        .then(|| cfg.guard_procfs.clone()),
     };
     let m = match namespaces::fork_into_pidns(Some(&pidns))? {
         ForkResult::Child => {
@@ -335,12 +341,33 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         }
         ForkResult::Parent { child } => child,
     };
+    tracing::debug!(stage = "mount builder forked", "create");
     drop(m_end);
     let r = (|| -> Result<(Vec<InitialMount>, OwnedFd)> {
+        // While M builds /proc and /dev: the guard's emulated /proc files,
+        // each a FUSE round trip to hull-guard, off M's serial path. M takes
+        // them just before it binds them (`rootfs::emulate`).
+        let emulated = match cfg.guard {
+            GuardMode::Required => rootfs::clone_emulated(&cfg.guard_procfs, ids.start)?,
+            _ => Vec::new(),
+        };
+        tracing::debug!(stage = "procfs emulation cloned", "create");
+        if let Err(e) = send_emulated(emulated, &p_m) {
+            // M died first (its end is closed, so this read cannot wait): its
+            // own reason says more than a broken pipe.
+            if matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EPIPE))
+            {
+                if let Ok(Some((Msg::Error(m), _))) = p_m.recv() {
+                    return Err(Error::Other(m));
+                }
+            }
+            return Err(e);
+        }
         let mounts = match p_m.recv()? {
             Some((Msg::Ready { mounts, .. }, _)) => mounts,
             m => return Err(unexpected("mount builder", m)),
         };
+        tracing::debug!(stage = "mount builder ready", "create");
         let mntns = namespaces::open_ns(m.as_raw(), "mnt")?;
         p_m.send(&Msg::Continue)?;
         Ok((mounts, mntns))
@@ -348,7 +375,11 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
     if r.is_err() {
         let _ = nix::sys::signal::kill(m, nix::sys::signal::Signal::SIGKILL);
     }
-    let _ = nix::sys::wait::waitpid(m, None);
+    // M only exits once it has the Continue (or is killed): its exit (an
+    // address space to tear down) overlaps the init's work below, and it is
+    // reaped before create returns, so it is gone before `start` lets any of
+    // the container's code run, as it always was.
+    let m_exit = Reap(m);
     let (mounts, mntns) = r?;
 
     tracing::debug!(stage = "init finish", "create");
@@ -360,6 +391,8 @@ pub fn create(cfg: &RuntimeConfig, a: &CreateArgs) -> Result<Created> {
         m => return Err(unexpected("container init", m)),
     };
     tracing::debug!(stage = "init ready", "create");
+    drop(m_exit);
+    tracing::debug!(stage = "mount builder reaped", "create");
     if let Some(g) = guard.as_mut() {
         // Without a listener (the profile lets no mount-family call through)
         // the guard still learns of the container: its procfs emulation
@@ -527,6 +560,27 @@ fn helper_main(
     }
 }
 
+/// Pass hull-guard's emulated /proc files (`rootfs::clone_emulated`) to the
+/// mount builder, then `Continue`.
+fn send_emulated(emulated: rootfs::Emulated, m: &sync::Channel) -> Result<()> {
+    for (index, source, tree) in emulated {
+        m.send_fd(&Msg::Emulated { index, source }, Some(tree.as_raw_fd()))?;
+    }
+    m.send(&Msg::Continue)
+}
+
+/// The mount builder's side of [`send_emulated`].
+fn recv_emulated(ch: &sync::Channel) -> Result<rootfs::Emulated> {
+    let mut out = Vec::new();
+    loop {
+        match ch.recv()? {
+            Some((Msg::Emulated { index, source }, Some(fd))) => out.push((index, source, fd)),
+            Some((Msg::Continue, _)) => return Ok(out),
+            m => return Err(unexpected("runtime", m)),
+        }
+    }
+}
+
 struct MountPlan<'a> {
     spec: &'a Spec,
     process: &'a Process,
@@ -537,17 +591,19 @@ struct MountPlan<'a> {
     userns: &'a OwnedFd,
     others: &'a [(i32, OwnedFd)],
     privileged: bool,
-    /// hull-guard's procfs emulation, when it is mounted.
-    procfs: Option<PathBuf>,
     bind_roots: &'a crate::bindroots::BindRoots,
 }
 
 fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
+    let stage = rootfs::stage;
+    stage(format_args!("forked"));
     sys::set_pdeathsig(libc::SIGKILL).ctx(|| "pdeathsig")?;
     for (flag, fd) in p.others {
         sys::setns(fd.as_fd(), *flag).ctx(|| format!("setns {flag:#x}"))?;
     }
+    stage(format_args!("namespaces joined"));
     sys::unshare(libc::CLONE_NEWNS).ctx(|| "unshare mount namespace")?;
+    stage(format_args!("mount namespace unshared"));
     if let Some(h) = p.spec.hostname() {
         nix::unistd::sethostname(h).ctx(|| format!("sethostname {h}"))?;
     }
@@ -557,6 +613,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
     // Sysctls before /proc/sys turns read-only. They resolve in the
     // namespaces just joined (net, ipc, uts), never the VM's.
     write_sysctls(p.spec)?;
+    stage(format_args!("hostname, sysctls"));
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let linux = p.spec.linux().clone().unwrap_or_default();
     let mut masked: Vec<String> = linux.masked_paths().clone().unwrap_or_default();
@@ -595,7 +652,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
         privileged: p.privileged,
         want_fuse,
         terminal: p.process.terminal().unwrap_or(false),
-        procfs: p.procfs.as_deref(),
+        emulated: &|| recv_emulated(ch),
         bind_roots: p.bind_roots,
     };
     #[allow(unused_mut)]
@@ -607,6 +664,7 @@ fn mount_main(p: &MountPlan<'_>, ch: &sync::Channel) -> Result<()> {
     sys::setns(p.userns.as_fd(), libc::CLONE_NEWUSER)
         .ctx(|| "enter the container's user namespace")?;
     sys::unshare(libc::CLONE_NEWNS).ctx(|| "lock mounts (new mount namespace)")?;
+    stage(format_args!("user namespace entered, mounts locked"));
     #[cfg(feature = "weaken-kernel-locks")]
     rootfs::masks_unlocked(&ctx, &mut built.mounts)?;
     ch.send(&Msg::Ready {
