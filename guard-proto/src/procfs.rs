@@ -30,7 +30,8 @@ pub const EMULATED: &[(&str, &str)] = &[
 
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 
-/// Is `dir` a live hull procfs mount? (The runtime checks before binding.)
+/// Is `dir` a live hull procfs mount? (The guard checks its own mount; the
+/// runtime checks the directory it opens, see its `rootfs::clone_emulated`.)
 pub fn is_mounted(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
