@@ -734,6 +734,9 @@ pub mod fake {
                 assert!(std::time::Instant::now() < deadline, "gate did not start");
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
+            // The gate's own start-up (its wait for the engine's first
+            // `/_ping`, the first reconcile) is not a test's traffic.
+            log.lock().unwrap().clear();
             Rig {
                 sockets_dir: cfg.sockets_dir.clone(),
                 audit: cfg.audit_log.clone(),
